@@ -1,0 +1,51 @@
+"""Result types shared by the pipeline, the CLI and the ROS adapters.
+
+Units and frames are in the field names: ``*_px`` are image pixels, ``*_m`` metres,
+``*_cam_*`` the camera optical frame (x right, y down, z forward). All joint arrays use
+the canonical 21-joint order (see :mod:`hand_pose_core.skeleton`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Hand:
+    """One detected hand in one image.
+
+    Attributes:
+        side: 'left' or 'right' as seen by a non-mirrored camera (set ``mirrored=True`` on the
+            estimator for selfie-style images).
+        score: detection/presence confidence in [0, 1].
+        joints_2d: (21, 2) float32, pixel coordinates (u, v) in the input image.
+        joints_3d: (21, 3) float32, metres, camera optical frame.
+        pose: (48,) float32 MANO axis-angle (global rotation first, then 15 joints), full pose
+            (not PCA), MANO internal joint order, with hands_mean removed (flat_hand_mean=False).
+        shape: (10,) float32 MANO betas.
+        trans: (3,) float32 MANO translation, metres, camera frame.
+        vertices: (778, 3) float32 MANO mesh vertices, metres, camera frame, or None when the
+            mesh was not requested.
+        faces: (1538, 3) int32 triangle indices into ``vertices`` (shared, do not modify).
+        calibrated: False when no valid camera intrinsics were given and the default K was used;
+            then the depth (z) of ``joints_3d`` is only a guess.
+        handedness_score: probability that the hand is ``side`` (0.5..1).
+        roi: rotated hand region as (cx_px, cy_px, size_px, rotation_rad), used for tracking.
+        world_m: (21, 3) float32 hand-centred metric landmarks from the landmark network.
+    """
+
+    side: str
+    score: float
+    joints_2d: np.ndarray
+    joints_3d: np.ndarray
+    pose: np.ndarray | None = None
+    shape: np.ndarray | None = None
+    trans: np.ndarray | None = None
+    vertices: np.ndarray | None = None
+    faces: np.ndarray | None = None
+    calibrated: bool = True
+    handedness_score: float = 1.0
+    roi: tuple[float, float, float, float] | None = None
+    world_m: np.ndarray | None = None
+    extras: dict = field(default_factory=dict)
