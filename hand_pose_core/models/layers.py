@@ -1,0 +1,43 @@
+"""Small building blocks shared by the palm detector and the hand landmark network."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["tf_same_padding", "SameConv2d"]
+
+
+def tf_same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """(before, after) padding of TensorFlow 'SAME' along one axis.
+
+    TF pads ``max((ceil(size/stride) - 1) * stride + eff_kernel - size, 0)`` in total and puts the
+    odd pixel at the end (bottom/right), unlike PyTorch's symmetric ``padding=``.
+    """
+    eff_kernel = (kernel - 1) * dilation + 1
+    out = -(-size // stride)
+    total = max((out - 1) * stride + eff_kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class SameConv2d(nn.Conv2d):
+    """``nn.Conv2d`` with TensorFlow 'SAME' padding.
+
+    With stride 1 and an odd kernel SAME padding is symmetric, so the built-in ``padding`` is used;
+    otherwise the (possibly asymmetric) padding is applied with ``F.pad`` from the input size.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 groups: int = 1, bias: bool = True) -> None:
+        symmetric = stride == 1 and kernel_size % 2 == 1
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride,
+                         padding=kernel_size // 2 if symmetric else 0, groups=groups, bias=bias)
+        self._explicit_pad = not symmetric
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._explicit_pad:
+            top, bottom = tf_same_padding(x.shape[-2], self.kernel_size[0], self.stride[0])
+            left, right = tf_same_padding(x.shape[-1], self.kernel_size[1], self.stride[1])
+            if top or bottom or left or right:
+                x = F.pad(x, (left, right, top, bottom))
+        return super().forward(x)
