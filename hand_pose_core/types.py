@@ -49,3 +49,25 @@ class Hand:
     roi: tuple[float, float, float, float] | None = None
     world_m: np.ndarray | None = None
     extras: dict = field(default_factory=dict)
+
+    def to_dict(self, with_mesh: bool = False) -> dict:
+        """JSON-ready dict (lists of floats). Vertices and faces only when ``with_mesh``."""
+
+        def as_list(a):
+            return None if a is None else np.asarray(a).tolist()
+
+        out = {
+            "side": self.side,
+            "score": float(self.score),
+            "handedness_score": float(self.handedness_score),
+            "calibrated": bool(self.calibrated),
+            "joints_2d_px": as_list(self.joints_2d),
+            "joints_3d_cam_m": as_list(self.joints_3d),
+            "mano_pose": as_list(self.pose),
+            "mano_shape": as_list(self.shape),
+            "mano_trans_m": as_list(self.trans),
+        }
+        if with_mesh:
+            out["vertices_cam_m"] = as_list(self.vertices)
+            out["faces"] = as_list(self.faces)
+        return out

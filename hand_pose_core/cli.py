@@ -1,0 +1,207 @@
+"""The ``hand-pose`` command line: weights, single images, and videos or image folders.
+
+    hand-pose weights [--source PATH] [--offline] [--variant full|lite|all] [--force]
+    hand-pose predict IMAGE... [--K fx,fy,cx,cy] [--json OUT] [--overlay DIR]
+    hand-pose run VIDEO|DIR [--output results.jsonl] [--overlay out.mp4] [--K fx,fy,cx,cy]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "weights":
+        from hand_pose_core.weights import weights_command
+
+        return weights_command(argv[1:])
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"hand-pose {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hand-pose", description="Monocular RGB 3D hand pose.")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("weights", help="download/convert the pretrained networks (see `hand-pose weights --help`)")
+
+    predict = sub.add_parser("predict", help="estimate hands in still images")
+    predict.add_argument("images", nargs="+", type=Path)
+    predict.add_argument("--json", type=Path, help="write all results to this JSON file")
+    predict.add_argument("--overlay", type=Path, help="folder for overlay images (skeleton + mesh)")
+    _add_estimator_args(predict)
+    predict.set_defaults(handler=_cmd_predict)
+
+    run = sub.add_parser("run", help="track hands through a video file or an image folder")
+    run.add_argument("source", type=Path, help="video file or folder of images (sorted by name)")
+    run.add_argument("--output", type=Path, default=Path("results.jsonl"), help="JSON Lines, one line per frame")
+    run.add_argument("--overlay", type=Path, help="write an overlay video (e.g. out.mp4)")
+    run.add_argument("--fps", type=float, default=None, help="frame rate of an image folder (default 30)")
+    _add_estimator_args(run)
+    run.set_defaults(handler=_cmd_run)
+    return parser
+
+
+def _add_estimator_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--K", dest="K", help="intrinsics fx,fy,cx,cy in pixels (default: uncalibrated guess)")
+    p.add_argument("--max-hands", type=int, default=2)
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--variant", default="full", choices=["full", "lite"])
+    p.add_argument("--mirrored", action="store_true", help="images are mirrored (selfie view)")
+    p.add_argument("--mano-root", type=Path, default=None, help="folder or file of the official MANO model")
+    p.add_argument("--no-mesh", action="store_true", help="skip the MANO fit and mesh")
+    p.add_argument("--with-mesh-json", action="store_true", help="include vertices and faces in the JSON")
+
+
+def parse_K(text: str | None) -> np.ndarray | None:
+    """'fx,fy,cx,cy' -> 3x3 K (validated), or None."""
+    if text is None:
+        return None
+    from hand_pose_core.camera import K_from_fxfycxcy, validate_intrinsics
+
+    parts = text.split(",")
+    if len(parts) != 4:
+        raise ValueError(f"--K expects fx,fy,cx,cy (4 numbers), got {text!r}")
+    try:
+        values = [float(v) for v in parts]
+    except ValueError:
+        raise ValueError(f"--K expects numbers, got {text!r}") from None
+    return validate_intrinsics(K_from_fxfycxcy(*values))
+
+
+def _make_estimator(args, tracking: bool):
+    from hand_pose_core.pipeline.estimator import HandPoseEstimator
+
+    fit = not args.no_mesh
+    return HandPoseEstimator(
+        max_hands=args.max_hands, backend=args.backend, device=args.device, variant=args.variant,
+        mirrored=args.mirrored, tracking=tracking, fit_mano=fit, with_mesh=fit,
+        mano_root=str(args.mano_root) if args.mano_root else None,
+    )
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    import cv2
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no such image: {path}")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"cannot decode image {path} (not an image file, or corrupt)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _effective_K(K, image_rgb):
+    from hand_pose_core.camera import resolve_intrinsics
+
+    h, w = image_rgb.shape[:2]
+    return resolve_intrinsics(K, w, h)[0]
+
+
+def _cmd_predict(args) -> int:
+    import cv2
+    from tqdm import tqdm
+
+    from hand_pose_core.overlay import draw_hands
+
+    K = parse_K(args.K)
+    estimator = _make_estimator(args, tracking=False)
+    results = []
+    if args.overlay:
+        args.overlay.mkdir(parents=True, exist_ok=True)
+    for path in tqdm(args.images, desc="images", unit="img", disable=len(args.images) < 2):
+        image = _read_rgb(path)
+        hands = estimator(image, K)
+        results.append({"image": str(path), "hands": [h.to_dict(args.with_mesh_json) for h in hands]})
+        print(f"{path}: {len(hands)} hand(s)" + "".join(
+            f"\n  {h.side:5s} score {h.score:.2f} wrist {np.round(h.joints_3d[0], 3).tolist()} m"
+            + ("" if h.calibrated else " (uncalibrated)") for h in hands))
+        if args.overlay:
+            drawn = draw_hands(image, hands, _effective_K(K, image))
+            out = args.overlay / f"{path.stem}_hands.png"
+            cv2.imwrite(str(out), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def iter_frames(source: Path, fps: float | None = None) -> tuple[Iterator[np.ndarray], int, float]:
+    """(RGB frames, frame count or -1, frame rate) of a video file or an image folder."""
+    import cv2
+
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(f"folder {source} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        return (_read_rgb(p) for p in files), len(files), fps or 30.0
+    if not source.is_file():
+        raise FileNotFoundError(f"no such video or folder: {source}")
+    capture = cv2.VideoCapture(str(source))
+    if not capture.isOpened():
+        raise ValueError(f"cannot open video {source} (unsupported codec or not a video)")
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or -1
+    rate = fps or capture.get(cv2.CAP_PROP_FPS) or 30.0
+
+    def frames():
+        try:
+            while True:
+                ok, bgr = capture.read()
+                if not ok:
+                    return
+                yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        finally:
+            capture.release()
+
+    return frames(), count, rate
+
+
+def _cmd_run(args) -> int:
+    import cv2
+    from tqdm import tqdm
+
+    from hand_pose_core.overlay import draw_hands
+
+    K = parse_K(args.K)
+    frames, count, rate = iter_frames(args.source, args.fps)
+    estimator = _make_estimator(args, tracking=True)
+    writer = None
+    n_frames = n_with_hands = 0
+    with open(args.output, "w") as out:
+        for index, image in enumerate(tqdm(frames, total=count if count > 0 else None, desc="frames", unit="frame")):
+            hands = estimator(image, K, timestamp_s=index / rate)
+            out.write(json.dumps({"frame": index, "t_s": index / rate, "hands": [h.to_dict(args.with_mesh_json) for h in hands]}) + "\n")
+            n_frames += 1
+            n_with_hands += bool(hands)
+            if args.overlay:
+                if writer is None:
+                    h, w = image.shape[:2]
+                    writer = cv2.VideoWriter(str(args.overlay), cv2.VideoWriter_fourcc(*"mp4v"), rate, (w, h))
+                    if not writer.isOpened():
+                        raise RuntimeError(f"cannot write video {args.overlay}")
+                drawn = draw_hands(image, hands, _effective_K(K, image))
+                writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+    if writer is not None:
+        writer.release()
+    print(f"{n_frames} frames, {n_with_hands} with hands -> {args.output}" + (f", overlay {args.overlay}" if args.overlay else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
