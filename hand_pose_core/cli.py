@@ -121,6 +121,9 @@ def _cmd_predict(args) -> int:
     from hand_pose_core.overlay import draw_hands
 
     K = parse_K(args.K)
+    missing = [str(p) for p in args.images if not p.is_file()]
+    if missing:  # fail before the (slow) network set-up
+        raise FileNotFoundError(f"no such image: {', '.join(missing)}")
     estimator = _make_estimator(args, tracking=False)
     results = []
     if args.overlay:
