@@ -1,0 +1,105 @@
+"""Choose and build a runner: ``create_runner`` for our two MediaPipe networks,
+``create_runner_for_module`` for any ``nn.Module`` taking one ``[B, 3, H, W]`` image tensor."""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import torch
+
+from .base import BACKENDS, MODELS, PRECISIONS, Runner, check_choice, check_device
+
+VARIANTS = ("full", "lite")
+INPUT_SHAPES = {"palm": (1, 3, 192, 192), "landmark": (1, 3, 224, 224)}
+PALM_OUTPUT_NAMES = ("box_regressors", "score_logits")
+
+
+def create_runner_for_module(
+    module: torch.nn.Module,
+    example_shape: Sequence[int],
+    backend: str = "torch",
+    device: str = "cpu",
+    precision: str = "fp32",
+    cache_dir: str | os.PathLike | None = None,
+    name: str | None = None,
+    output_names: Sequence[str] | None = None,
+    **options: Any,
+) -> Runner:
+    """Wrap ``module`` in a runner of ``backend``.
+
+    Args:
+        module: any nn.Module whose forward takes one float32 ``[B, C, H, W]`` tensor and returns a
+            tensor, tuple or NamedTuple of tensors (each with leading dim B).
+        example_shape: ``[B, C, H, W]``; C, H and W are fixed, the batch is dynamic.
+        backend: 'torch' | 'onnxruntime' | 'tensorrt'.
+        device: 'cpu' | 'cuda' | 'cuda:N' | 'auto' (cuda when the backend can use it, else cpu).
+        precision: 'fp32' | 'fp16' (torch: CUDA only; onnxruntime: fp16-cast graph; tensorrt: engine).
+        cache_dir: cache root for ONNX files and engines (default ``$HAND_POSE_CACHE_DIR`` or
+            ``platformdirs.user_cache_dir('hand_pose_ros')``).
+        name: short id used in file names and ``runner.name`` (default: the module's class name).
+        output_names: names for the flattened outputs (default: NamedTuple fields or output_<i>).
+        **options: backend-specific: ``threads`` (onnxruntime, default 2); ``max_batch``,
+            ``opt_batch``, ``workspace_bytes`` (tensorrt).
+    """
+    backend = check_choice("backend", backend, BACKENDS)
+    device = check_device(device)
+    precision = check_choice("precision", precision, PRECISIONS)
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    shape = tuple(int(d) for d in example_shape)
+    if len(shape) != 4 or min(shape) < 1:
+        raise ValueError(f"example_shape must be [B, C, H, W] with positive sizes, got {tuple(example_shape)}")
+    name = name or type(module).__name__
+    names = tuple(output_names) if output_names is not None else None
+    allowed = {"torch": set(), "onnxruntime": {"threads"}, "tensorrt": {"max_batch", "opt_batch", "workspace_bytes"}}
+    unknown = set(options) - allowed[backend]
+    if unknown:
+        raise ValueError(f"unknown option(s) {sorted(unknown)} for backend {backend!r}; "
+                         f"it accepts: {', '.join(sorted(allowed[backend])) or 'none'}")
+    if backend == "torch":
+        from .torch_runner import TorchRunner
+
+        return TorchRunner(module, shape, device=device, precision=precision, name=name, output_names=names)
+    if backend == "onnxruntime":
+        from .onnxruntime_runner import OnnxRuntimeRunner
+
+        return OnnxRuntimeRunner(module, shape, device=device, precision=precision, name=name,
+                                 cache_dir=cache_dir, output_names=names, **options)
+    from .tensorrt_runner import TensorRTRunner
+
+    return TensorRTRunner(module, shape, device=device, precision=precision, name=name,
+                          cache_dir=cache_dir, output_names=names, **options)
+
+
+def create_runner(
+    model: str,
+    backend: str = "torch",
+    variant: str = "full",
+    device: str = "cpu",
+    precision: str = "fp32",
+    cache_dir: str | os.PathLike | None = None,
+    **options: Any,
+) -> Runner:
+    """Runner for one of our MediaPipe networks with weights from :mod:`hand_pose_core.weights`.
+
+    model='palm': input ``[B, 3, 192, 192]``, outputs (box_regressors [B, 2016, 18],
+    score_logits [B, 2016, 1]). model='landmark': input ``[B, 3, 224, 224]``, outputs
+    (landmarks [B, 21, 3], presence [B], handedness [B], world_landmarks [B, 21, 3]).
+    Other arguments as in :func:`create_runner_for_module`.
+    """
+    model = check_choice("model", model, MODELS)
+    variant = check_choice("variant", variant, VARIANTS)
+    backend = check_choice("backend", backend, BACKENDS)
+    check_device(device)
+    check_choice("precision", precision, PRECISIONS)
+    from hand_pose_core import weights
+
+    if model == "palm":
+        module = weights.load_palm_detector(variant)
+        names: tuple[str, ...] | None = PALM_OUTPUT_NAMES
+    else:
+        module = weights.load_hand_landmark(variant)
+        names = None  # LandmarkOutput field names
+    return create_runner_for_module(module, INPUT_SHAPES[model], backend=backend, device=device,
+                                    precision=precision, cache_dir=cache_dir, name=f"{model}_{variant}",
+                                    output_names=names, **options)

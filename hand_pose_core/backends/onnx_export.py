@@ -1,0 +1,198 @@
+"""ONNX export of our ``nn.Module``s and the on-disk ONNX cache.
+
+Exporter: the legacy TorchScript exporter (``torch.onnx.export(..., dynamo=False)``). On torch
+2.15 it still exists, exports these conv nets in ~0.1-1 s and needs no extra packages; the
+dynamo exporter needs ``onnxscript`` (not installed here) and is much slower. Switch here if a
+future torch drops the legacy path.
+
+Cache layout: ``<cache root>/onnx/<name>-<key>.onnx`` plus ``<same>.sha256`` (hash of the file
+bytes, written last). The key hashes the module's state_dict, its structure (``repr``) and class
+source, the export settings and the torch version, so changed weights or code give a new file.
+Files are written to a temporary name and renamed (atomic on POSIX), so a crash never leaves a
+half-written model under the final name; a file whose bytes no longer match its ``.sha256`` is
+treated as corrupt and re-exported.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from .base import FlatOutputs, output_names_of
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 17
+INPUT_NAME = "image"
+BATCH_DIM = "batch"
+# Bump when the export code changes in a way that changes the written graph.
+_EXPORT_FORMAT = 1
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Root of the hand_pose_ros cache: ``cache_dir`` if given, else ``$HAND_POSE_CACHE_DIR``,
+    else ``platformdirs.user_cache_dir('hand_pose_ros')``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("HAND_POSE_CACHE_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("hand_pose_ros"))
+
+
+def _hash_state_dict(h: "hashlib._Hash", module: torch.nn.Module) -> None:
+    for key, value in sorted(module.state_dict().items()):
+        h.update(key.encode())
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            # view as bytes: works for every dtype numpy lacks (bfloat16)
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        else:
+            h.update(repr(value).encode())
+
+
+def _hash_code(h: "hashlib._Hash", module: torch.nn.Module) -> None:
+    h.update(repr(module).encode())
+    for cls in sorted({type(m) for m in module.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
+        h.update(f"{cls.__module__}.{cls.__qualname__}".encode())
+        if cls.__module__.startswith("torch."):
+            continue  # covered by the torch version
+        try:
+            h.update(inspect.getsource(cls).encode())
+        except (OSError, TypeError):
+            pass  # classes defined in a REPL have no source; repr + weights still key them
+
+
+def module_key(module: torch.nn.Module, example_shape: Sequence[int], opset: int = DEFAULT_OPSET) -> str:
+    """Hex key of (weights, structure, class source, export settings, torch version)."""
+    h = hashlib.sha256()
+    h.update(f"fmt={_EXPORT_FORMAT};torch={torch.__version__};opset={opset};"
+             f"chw={tuple(int(d) for d in example_shape[1:])}".encode())
+    _hash_state_dict(h, module)
+    _hash_code(h, module)
+    return h.hexdigest()[:20]
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export_onnx(
+    module: torch.nn.Module,
+    path: str | os.PathLike,
+    example_shape: Sequence[int],
+    opset: int = DEFAULT_OPSET,
+    output_names: Sequence[str] | None = None,
+) -> tuple[str, ...]:
+    """Export ``module`` (any nn.Module taking one ``[B, 3, H, W]`` tensor) to ONNX at ``path``.
+
+    The graph has one input ``'image'`` float32 ``[batch, 3, H, W]`` with a dynamic batch
+    dimension, and one output per flattened module output (NamedTuple field names by default),
+    each with a dynamic leading ``batch`` dimension. The file is checked with
+    ``onnx.checker`` and written atomically. Returns the output names.
+    """
+    import onnx
+
+    if opset < 17:
+        raise ValueError(f"opset {opset} is too old; use opset >= 17")
+    if len(example_shape) != 4:
+        raise ValueError(f"example_shape must be [B, C, H, W], got {tuple(example_shape)}")
+    path = Path(path)
+    # export a private CPU fp32 copy so the caller's module is not moved or switched to eval
+    was_training = module.training
+    wrapped = FlatOutputs(module).eval()
+    params = list(wrapped.parameters()) + list(wrapped.buffers())
+    if params and (params[0].device.type != "cpu" or params[0].dtype != torch.float32):
+        import copy
+
+        wrapped = copy.deepcopy(wrapped).to("cpu", torch.float32)
+    example = torch.rand(tuple(int(d) for d in example_shape), dtype=torch.float32)
+    try:
+        if output_names is None:
+            with torch.inference_mode():
+                output_names = output_names_of(wrapped.module(example))
+        output_names = tuple(output_names)
+        dynamic_axes = {INPUT_NAME: {0: BATCH_DIM}, **{n: {0: BATCH_DIM} for n in output_names}}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # legacy-exporter deprecation + tracer warnings
+                torch.onnx.export(
+                    wrapped, (example,), tmp, dynamo=False, opset_version=opset,
+                    input_names=[INPUT_NAME], output_names=list(output_names),
+                    dynamic_axes=dynamic_axes, do_constant_folding=True,
+                )
+            onnx.checker.check_model(tmp, full_check=True)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    finally:
+        module.train(was_training)
+    return output_names
+
+
+def cached_onnx(
+    module: torch.nn.Module,
+    example_shape: Sequence[int],
+    name: str = "model",
+    cache_dir: str | os.PathLike | None = None,
+    opset: int = DEFAULT_OPSET,
+    output_names: Sequence[str] | None = None,
+) -> Path:
+    """Return the path of the cached ONNX export of ``module``, exporting it when absent,
+    stale (other weights/code/torch give another key) or corrupt (bytes differ from the
+    ``.sha256`` written with it)."""
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"cache name {name!r} must be alphanumeric (with - or _)")
+    folder = cache_root(cache_dir) / "onnx"
+    path = folder / f"{name}-{module_key(module, example_shape, opset)}.onnx"
+    digest_path = path.with_suffix(".onnx.sha256")
+    if path.is_file() and digest_path.is_file():
+        if digest_path.read_text().strip() == file_sha256(path):
+            log.debug("reusing cached ONNX %s", path)
+            return path
+        log.warning("cached ONNX %s does not match its checksum (corrupt); re-exporting", path)
+    digest_path.unlink(missing_ok=True)  # the digest is written last: no digest = not complete
+    export_onnx(module, path, example_shape, opset=opset, output_names=output_names)
+    atomic_write_bytes(digest_path, (file_sha256(path) + "\n").encode())
+    log.info("exported %s to %s", name, path)
+    return path
+
+
+def onnx_sha256(path: str | os.PathLike) -> str:
+    """sha256 of an ONNX file's bytes (keys the TensorRT engine cache)."""
+    return file_sha256(path)
+
+
+__all__ = ["export_onnx", "cached_onnx", "cache_root", "module_key", "atomic_write_bytes", "onnx_sha256", "INPUT_NAME"]
