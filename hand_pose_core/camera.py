@@ -88,7 +88,7 @@ def validate_intrinsics(K, width: int | None = None, height: int | None = None) 
     fx, fy = arr[0, 0], arr[1, 1]
     if fx <= 0 or fy <= 0:
         raise InvalidIntrinsicsError(f"focal lengths must be positive, got fx={fx}, fy={fy}")
-    if not np.allclose(arr[2], [0.0, 0.0, 1.0]) or arr[1, 0] != 0.0:
+    if arr[2, 0] != 0.0 or arr[2, 1] != 0.0 or abs(arr[2, 2] - 1.0) > 1e-9 or arr[1, 0] != 0.0:
         raise InvalidIntrinsicsError(
             f"K must be upper triangular with last row [0, 0, 1], got {arr.tolist()}"
         )
