@@ -1,0 +1,291 @@
+"""ROS 2 node: RGB images (+ camera_info) -> 3D hand joints, MANO parameters, mesh, markers.
+
+Threads: the executor thread runs the subscription callbacks, which only drop the newest
+message into a 1-slot buffer (:class:`LatestSlot`), and the 1 Hz diagnostics timer; one worker
+thread converts, runs the estimator and publishes. So the output rate is min(input rate,
+estimator rate), nothing queues up, and latency stays flat under overload.
+
+Run: ``ros2 run hand_pose_ros hand_pose_node --ros-args --params-file config/hand_pose.yaml``
+or the console script ``hand_pose_node`` (PyPI ROS wheels). See docs/ros.md.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
+
+from hand_pose_core.camera import InvalidIntrinsicsError, K_from_camera_info_k, default_intrinsics
+from hand_pose_core.overlay import draw_hands
+from hand_pose_ros import hand_msgs
+from hand_pose_ros.diagnostics import NodeStats, diagnostic_array
+from hand_pose_ros.image_conv import ImageFormatError, compressed_msg_to_rgb, image_msg_to_rgb, rgb_to_image_msg
+from hand_pose_ros.latest_slot import LatestSlot
+from hand_pose_ros.params import ESTIMATOR_ARGS, PARAMS, PARAMS_BY_NAME, check_value
+
+OUTPUT_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def _stamp_s(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class HandPoseNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("hand_pose_node", **kwargs)
+        for p in PARAMS:
+            self.declare_parameter(p.name, p.default, ParameterDescriptor(description=p.description, read_only=p.read_only))
+        self._cfg = {p.name: self.get_parameter(p.name).value for p in PARAMS}
+        for p in PARAMS:
+            reason = check_value(p, self._cfg[p.name])
+            if reason:
+                raise ValueError(f"bad parameter: {reason}")
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._after_set_parameters)
+
+        self.stats = NodeStats()
+        self.slot = LatestSlot()
+        self._info_lock = threading.Lock()
+        self._camera_info: CameraInfo | None = None
+        self._camera_info_state = "waiting"
+        self._warned_once: set[str] = set()
+        self._rebuild = threading.Event()
+        self._last_stamp_s: float | None = None
+        self._busy_s = 0.0  # worker time spent since start, for the utilisation figure
+
+        # Build the estimator before subscribing: a missing model file fails loudly here.
+        self.estimator = self._make_estimator()
+
+        image_qos = QoSProfile(
+            depth=1, history=HistoryPolicy.KEEP_LAST,
+            reliability=ReliabilityPolicy.RELIABLE if self._cfg["image_reliability"] == "reliable"
+            else ReliabilityPolicy.BEST_EFFORT,
+        )
+        if self._cfg["image_transport"] == "compressed":
+            self.create_subscription(CompressedImage, "image/compressed", self._on_image, image_qos)
+        else:
+            self.create_subscription(Image, "image", self._on_image, image_qos)
+        # best effort matches both reliable and best-effort camera_info publishers
+        info_qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, info_qos)
+
+        self.pub_joints = self.create_publisher(PointCloud2, "hand/joints3d", OUTPUT_QOS)
+        self.pub_mano = self.create_publisher(PointCloud2, "hand/mano", OUTPUT_QOS)
+        self.pub_mesh = self.create_publisher(MarkerArray, "hand/mesh", OUTPUT_QOS)
+        self.pub_markers = self.create_publisher(MarkerArray, "hand/markers", OUTPUT_QOS)
+        self.pub_debug = self.create_publisher(Image, "hand/debug_image", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(self._cfg["diagnostics_period_s"], self._publish_diagnostics)
+
+        self._worker = threading.Thread(target=self._work_loop, name="hand_pose_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"ready: backend={self._cfg['backend']} device={self._cfg['device']} "
+            f"precision={self._cfg['precision']}; input '{self._image_topic()}' "
+            f"({self._cfg['image_transport']}, {self._cfg['image_reliability']}), "
+            f"output '{self.pub_joints.topic_name}'"
+        )
+
+    # ------------------------------------------------------------------ set-up helpers
+    def _image_topic(self) -> str:
+        suffix = "/compressed" if self._cfg["image_transport"] == "compressed" else ""
+        return self.resolve_topic_name("image") + suffix
+
+    def _make_estimator(self):
+        from hand_pose_core.pipeline.estimator import HandPoseEstimator
+
+        kwargs = {k: self._cfg[k] for k in ESTIMATOR_ARGS}
+        kwargs["mano_root"] = kwargs["mano_root"] or None
+        kwargs["with_mesh"] = kwargs["with_mesh"] and kwargs["fit_mano"]  # the mesh comes from the fit
+        return HandPoseEstimator(**kwargs)
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for prm in params:
+            spec = PARAMS_BY_NAME.get(prm.name)
+            if spec is None:
+                continue
+            reason = check_value(spec, prm.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _after_set_parameters(self, params) -> None:
+        rebuild = False
+        for prm in params:
+            if prm.name in self._cfg:
+                self._cfg[prm.name] = prm.value
+                rebuild |= prm.name in ESTIMATOR_ARGS
+                self.get_logger().info(f"parameter {prm.name} = {prm.value!r} applied")
+        if rebuild:
+            self._rebuild.set()  # the worker rebuilds between two frames
+
+    def _warn_bad(self, kind: str, text: str) -> None:
+        """Log a bad input clearly: the first one in full, then at 10, 100, 1000... occurrences."""
+        n = self.stats.count_bad(kind)
+        if n == 1 or (n >= 10 and str(n).strip("0") == "1"):
+            self.get_logger().warning(f"dropped frame ({kind}, seen {n}x): {text}")
+
+    def _warn_once(self, key: str, text: str) -> None:
+        if key not in self._warned_once:
+            self._warned_once.add(key)
+            self.get_logger().warning(text)
+
+    # ------------------------------------------------------------------ callbacks (executor thread)
+    def _on_image(self, msg) -> None:
+        self.slot.put((msg, time.monotonic()))
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        with self._info_lock:
+            self._camera_info = msg
+
+    def _publish_diagnostics(self) -> None:
+        snap = self.stats.snapshot()
+        extra = {
+            "backend": self._cfg["backend"], "device": self._cfg["device"], "precision": self._cfg["precision"],
+            "frames_received": self.slot.received, "frames_dropped_latest_wins": self.slot.dropped,
+            "camera_info": self._camera_info_state, "input_topic": self._image_topic(),
+        }
+        timings = getattr(self.estimator, "last_timings_ms", None) or {}
+        for k, v in timings.items():
+            extra[f"estimator.{k}_ms"] = float(v)
+        msg = diagnostic_array(self.get_clock().now().to_msg(), self.get_name(),
+                               f"{self._cfg['backend']}/{self._cfg['device']}", snap, extra)
+        self.pub_diag.publish(msg)
+
+    # ------------------------------------------------------------------ worker thread
+    def _work_loop(self) -> None:
+        while not self.slot.closed and self.context.ok():
+            item = self.slot.take(timeout=0.5)
+            if item is None:
+                continue
+            if self._rebuild.is_set():
+                self._rebuild.clear()
+                try:
+                    self.estimator = self._make_estimator()
+                    self.get_logger().info("estimator rebuilt with the new parameters")
+                except Exception as e:  # keep the old one: the node stays up
+                    self.get_logger().error(f"could not rebuild the estimator, keeping the old one: {e}")
+            try:
+                self._process(*item)
+            except Exception:  # never let one frame kill the worker
+                if not self.context.ok():
+                    return  # shutting down (Ctrl-C/SIGTERM): publishers are gone, nothing to report
+                self.stats.estimator_errors += 1
+                self.get_logger().error(f"frame failed:\n{traceback.format_exc()}", throttle_duration_sec=5.0)
+
+    def _intrinsics(self, width: int, height: int):
+        """K (3x3) from camera_info, or None (the estimator then uses the default K, calibrated=0)."""
+        if not self._cfg["use_camera_info"]:
+            self._camera_info_state = "disabled (default K)"
+            return None
+        with self._info_lock:
+            info = self._camera_info
+        if info is None:
+            self._camera_info_state = "missing (default K)"
+            self._warn_once("no_camera_info", f"no camera_info on '{self.resolve_topic_name('camera_info')}' "
+                            "yet: using the default intrinsics (fx = fy = 1.2 * max(w, h)); depth is a guess "
+                            "(calibrated=0) until one arrives")
+            return None
+        if (info.width, info.height) != (width, height) and (info.width or info.height):
+            self._camera_info_state = "size mismatch (default K)"
+            self._warn_bad("camera_info_size_mismatch",
+                           f"camera_info is for {info.width}x{info.height} but the image is {width}x{height}; "
+                           "using the default K")
+            return None
+        try:
+            K = K_from_camera_info_k(info.k)
+        except InvalidIntrinsicsError as e:
+            self._camera_info_state = "invalid (default K)"
+            self._warn_bad("bad_camera_info", f"{e}; using the default K")
+            return None
+        if self._camera_info_state != "ok":
+            self.get_logger().info(f"using camera_info intrinsics fx={K[0, 0]:.1f} fy={K[1, 1]:.1f} "
+                                   f"cx={K[0, 2]:.1f} cy={K[1, 2]:.1f}")
+            self._camera_info_state = "ok"
+        return K
+
+    def _process(self, msg, received_monotonic: float) -> None:
+        t0 = time.perf_counter()
+        try:
+            if isinstance(msg, CompressedImage):
+                rgb = compressed_msg_to_rgb(msg, self._cfg["max_image_pixels"])
+            else:
+                rgb = image_msg_to_rgb(msg, self._cfg["max_image_pixels"])
+        except ImageFormatError as e:
+            self._warn_bad(e.kind, str(e))
+            return
+        height, width = rgb.shape[:2]
+        K = self._intrinsics(width, height)
+
+        header = msg.header
+        if self._cfg["frame_id"]:
+            header.frame_id = self._cfg["frame_id"]
+        elif not header.frame_id:
+            self._warn_once("no_frame_id", "image header.frame_id is empty: outputs carry an empty frame_id; "
+                            "set the frame_id parameter")
+        stamp_s = _stamp_s(header.stamp)
+        if stamp_s == 0.0:
+            self._warn_once("no_stamp", "image header.stamp is zero: the driver does not stamp its images")
+            stamp_s = self.get_clock().now().nanoseconds * 1e-9
+        if self._last_stamp_s is not None and stamp_s < self._last_stamp_s:
+            self.get_logger().info("image stamps went backwards (replay loop?): resetting the tracker")
+            self.estimator.reset()
+        self._last_stamp_s = stamp_s
+
+        t1 = time.perf_counter()
+        hands = self.estimator(rgb, K, stamp_s)
+        t2 = time.perf_counter()
+
+        self.pub_joints.publish(hand_msgs.joints_cloud(hands, header))
+        if self._cfg["publish_mano"]:
+            self.pub_mano.publish(hand_msgs.mano_cloud(hands, header))
+        lifetime = self._cfg["marker_lifetime_s"]
+        if self._cfg["publish_markers"] and self.pub_markers.get_subscription_count() > 0:
+            self.pub_markers.publish(hand_msgs.skeleton_markers(hands, header, lifetime))
+        if self._cfg["publish_mesh"] and self.pub_mesh.get_subscription_count() > 0:
+            self.pub_mesh.publish(hand_msgs.mesh_markers(hands, header, lifetime))
+        if self._cfg["publish_debug_image"] or self.pub_debug.get_subscription_count() > 0:
+            K_draw = K if K is not None else default_intrinsics(width, height)
+            self.pub_debug.publish(rgb_to_image_msg(draw_hands(rgb, hands, K_draw), header))
+        t3 = time.perf_counter()
+
+        now_ns = self.get_clock().now().nanoseconds
+        stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        latency_ms = (now_ns - stamp_ns) * 1e-6 if stamp_ns else (time.monotonic() - received_monotonic) * 1e3
+        self.stats.record_frame(len(hands), latency_ms, (t2 - t1) * 1e3, ((t3 - t0) - (t2 - t1)) * 1e3)
+
+    def close(self) -> None:
+        self.slot.close()
+        self._worker.join(timeout=5.0)
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = HandPoseNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception as e:
+        # e.g. a missing model file or a bad parameter: say what and stop with an error code
+        rclpy.logging.get_logger("hand_pose_node").fatal(f"hand_pose_node failed to start: {e}")
+        return 1
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,147 @@
+"""sensor_msgs/Image and CompressedImage <-> numpy RGB arrays (no cv_bridge needed).
+
+Every rejected message raises an :class:`ImageFormatError` subclass whose ``kind`` names the
+problem for the node's diagnostics counters, and whose message says what to fix.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import CompressedImage, Image
+
+# encoding -> (channels, cv2 conversion to RGB or None when already RGB)
+_ENCODINGS: dict[str, tuple[int, int | None]] = {
+    "rgb8": (3, None),
+    "bgr8": (3, cv2.COLOR_BGR2RGB),
+    "rgba8": (4, cv2.COLOR_RGBA2RGB),
+    "bgra8": (4, cv2.COLOR_BGRA2RGB),
+    "mono8": (1, cv2.COLOR_GRAY2RGB),
+    "8UC1": (1, cv2.COLOR_GRAY2RGB),
+    "8UC3": (3, cv2.COLOR_BGR2RGB),  # OpenCV's default channel order
+    "yuv422": (2, cv2.COLOR_YUV2RGB_UYVY),  # ROS name for UYVY
+    "uyvy": (2, cv2.COLOR_YUV2RGB_UYVY),
+    "yuv422_yuy2": (2, cv2.COLOR_YUV2RGB_YUY2),
+    "yuyv": (2, cv2.COLOR_YUV2RGB_YUY2),
+}
+SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_ENCODINGS)
+
+# 8K UHD; larger frames are refused rather than risking seconds-long stalls and GBs of memory.
+DEFAULT_MAX_PIXELS = 7680 * 4320
+
+
+class ImageFormatError(ValueError):
+    """An image message that cannot be turned into an RGB array."""
+
+    kind = "bad_image"
+
+
+class UnsupportedEncodingError(ImageFormatError):
+    kind = "bad_encoding"
+
+
+class ZeroSizeImageError(ImageFormatError):
+    kind = "zero_size"
+
+
+class StepMismatchError(ImageFormatError):
+    kind = "bad_step"
+
+
+class DataSizeMismatchError(ImageFormatError):
+    kind = "bad_data_size"
+
+
+class ImageTooLargeError(ImageFormatError):
+    kind = "too_large"
+
+
+class DecodeError(ImageFormatError):
+    kind = "decode_failed"
+
+
+def image_msg_to_rgb(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Return an (H, W, 3) uint8 RGB array for a sensor_msgs/Image.
+
+    Honours ``step`` (row padding). For ``rgb8`` without padding the result is a zero-copy view
+    of ``msg.data`` (keep ``msg`` alive while using it).
+    """
+    enc = msg.encoding
+    if enc not in _ENCODINGS:
+        raise UnsupportedEncodingError(
+            f"unsupported image encoding {enc!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
+        )
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h <= 0 or w <= 0:
+        raise ZeroSizeImageError(f"image has zero size ({w}x{h})")
+    if h * w > max_pixels:
+        raise ImageTooLargeError(
+            f"image {w}x{h} ({h * w / 1e6:.1f} MP) exceeds max_image_pixels={max_pixels}"
+        )
+    channels, conversion = _ENCODINGS[enc]
+    row_bytes = w * channels
+    if step < row_bytes:
+        raise StepMismatchError(
+            f"step {step} is smaller than width*channels = {w}*{channels} = {row_bytes} for {enc!r}"
+        )
+    n = len(msg.data)
+    if n != step * h:
+        raise DataSizeMismatchError(
+            f"data has {n} bytes but step*height = {step}*{h} = {step * h} ({w}x{h} {enc!r})"
+        )
+    buf = np.frombuffer(msg.data, dtype=np.uint8).reshape(h, step)[:, :row_bytes]
+    if channels == 2 and w % 2:
+        raise DataSizeMismatchError(f"{enc!r} needs an even width, got {w}")
+    img = buf.reshape(h, w, channels)
+    if conversion is None:
+        return img if step == row_bytes else np.ascontiguousarray(img)
+    return cv2.cvtColor(np.ascontiguousarray(img), conversion)
+
+
+def compressed_msg_to_rgb(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode a sensor_msgs/CompressedImage (JPEG/PNG) to an (H, W, 3) uint8 RGB array."""
+    if len(msg.data) == 0:
+        raise ZeroSizeImageError(f"compressed image ({msg.format!r}) has no data")
+    raw = np.frombuffer(msg.data, dtype=np.uint8)
+    bgr = cv2.imdecode(raw, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DecodeError(f"could not decode compressed image of format {msg.format!r} ({len(raw)} bytes)")
+    h, w = bgr.shape[:2]
+    if h * w > max_pixels:
+        raise ImageTooLargeError(f"image {w}x{h} exceeds max_image_pixels={max_pixels}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def rgb_to_image_msg(rgb: np.ndarray, header=None, encoding: str = "rgb8") -> Image:
+    """Build a sensor_msgs/Image from an (H, W, 3) uint8 RGB array (``rgb8`` or ``bgr8``).
+
+    ``data`` is filled from bytes: assigning a numpy array to it is ~100x slower in rclpy.
+    """
+    arr = np.asarray(rgb)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 array, got {arr.shape} {arr.dtype}")
+    if encoding == "bgr8":
+        arr = arr[:, :, ::-1]
+    elif encoding != "rgb8":
+        raise ValueError(f"rgb_to_image_msg writes 'rgb8' or 'bgr8', not {encoding!r}")
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = int(arr.shape[1] * 3)
+    msg.data = np.ascontiguousarray(arr).tobytes()
+    return msg
+
+
+def rgb_to_compressed_msg(rgb: np.ndarray, header=None, quality: int = 90) -> CompressedImage:
+    """JPEG-encode an RGB array into a sensor_msgs/CompressedImage."""
+    ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    msg = CompressedImage()
+    if header is not None:
+        msg.header = header
+    msg.format = "jpeg"
+    msg.data = jpg.tobytes()
+    return msg

@@ -1,0 +1,50 @@
+"""A 1-slot "latest wins" buffer between a subscription callback and a worker thread.
+
+The callback never blocks and memory never grows: a new frame replaces an unprocessed one,
+and the replaced frame is counted as dropped. The worker always gets the newest frame, so
+latency stays flat when frames arrive faster than the estimator runs.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+
+class LatestSlot:
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: Any = None
+        self._has_item = False
+        self._closed = False
+        self.dropped = 0  # frames overwritten before the worker took them
+        self.received = 0
+
+    def put(self, item: Any) -> None:
+        """Store ``item``, replacing (and counting as dropped) any item not yet taken."""
+        with self._cond:
+            if self._has_item:
+                self.dropped += 1
+            self._item, self._has_item = item, True
+            self.received += 1
+            self._cond.notify()
+
+    def take(self, timeout: float | None = None) -> Any:
+        """Wait for and remove the newest item; None on timeout or after :meth:`close`."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._has_item or self._closed, timeout):
+                return None
+            if self._closed:
+                return None
+            item, self._item, self._has_item = self._item, None, False
+            return item
+
+    def close(self) -> None:
+        """Wake up and release any waiting :meth:`take` for shutdown."""
+        with self._cond:
+            self._closed = True
+            self._item, self._has_item = None, False
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

@@ -1,0 +1,74 @@
+"""The node's parameters: one table holding name, default, description and whether it can change
+at runtime. ``config/hand_pose.yaml`` must list the same defaults (a test checks it)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# Parameters passed straight to HandPoseEstimator(...) under the same name.
+ESTIMATOR_ARGS = (
+    "max_hands", "backend", "device", "precision", "variant", "min_detection_score",
+    "min_presence_score", "nms_iou", "mirrored", "tracking", "smoothing",
+    "smoothing_min_cutoff", "smoothing_beta", "fit_mano", "with_mesh", "mano_root",
+)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    description: str
+    read_only: bool = False  # True: fixed at start-up (a change is refused with a reason)
+    choices: tuple = ()
+    min_value: float | None = None
+    max_value: float | None = None
+
+
+PARAMS: tuple[Param, ...] = (
+    # --- estimator (changing one of the runtime ones rebuilds the estimator between frames)
+    Param("backend", "torch", "inference backend (torch, onnxruntime, tensorrt; checked by the estimator)", read_only=True),
+    Param("device", "cpu", "inference device, e.g. cpu or cuda:0", read_only=True),
+    Param("precision", "fp32", "numeric precision of the networks (fp32, fp16)", read_only=True),
+    Param("variant", "full", "MediaPipe model variant (full, lite)", read_only=True),
+    Param("mano_root", "", "folder with MANO_RIGHT.pkl / MANO_LEFT.pkl; empty: built-in hand model", read_only=True),
+    Param("max_hands", 2, "largest number of hands reported per frame", min_value=1, max_value=8),
+    Param("min_detection_score", 0.5, "palm detection score threshold, 0..1", min_value=0.0, max_value=1.0),
+    Param("min_presence_score", 0.5, "hand presence score threshold, 0..1", min_value=0.0, max_value=1.0),
+    Param("nms_iou", 0.3, "IoU of palm non-maximum suppression, 0..1", min_value=0.0, max_value=1.0),
+    Param("mirrored", False, "true for selfie-style (horizontally mirrored) images: swaps left/right"),
+    Param("tracking", True, "reuse the previous frame's hand regions (video); false: detect every frame"),
+    Param("smoothing", False, "one-euro filter on the joints over time"),
+    Param("smoothing_min_cutoff", 1.0, "one-euro min cutoff, Hz (lower: smoother at rest)", min_value=1e-6),
+    Param("smoothing_beta", 10.0, "one-euro speed coefficient (higher: less lag when moving)", min_value=0.0),
+    Param("fit_mano", True, "fit MANO pose/shape/translation to the joints (needed for /hand/mano and /hand/mesh)"),
+    Param("with_mesh", True, "compute MANO mesh vertices (needed for /hand/mesh)"),
+    # --- input
+    Param("image_transport", "raw", "raw: subscribe sensor_msgs/Image on 'image'; compressed: "
+          "sensor_msgs/CompressedImage on 'image/compressed'", read_only=True, choices=("raw", "compressed")),
+    Param("image_reliability", "best_effort", "QoS reliability of the image subscription (depth 1). "
+          "best_effort matches every publisher; reliable only reliable ones", read_only=True,
+          choices=("best_effort", "reliable")),
+    Param("max_image_pixels", 7680 * 4320, "images with more pixels are refused (counted as too_large)", min_value=1),
+    Param("frame_id", "", "override the output frame_id; empty: the image's header.frame_id"),
+    Param("use_camera_info", True, "use camera_info intrinsics; false: always the default K (calibrated=0)"),
+    # --- outputs
+    Param("publish_mano", True, "publish /hand/mano"),
+    Param("publish_mesh", True, "publish /hand/mesh (built only while someone subscribes)"),
+    Param("publish_markers", True, "publish /hand/markers (built only while someone subscribes)"),
+    Param("publish_debug_image", False, "always publish /hand/debug_image; false: only while someone subscribes"),
+    Param("marker_lifetime_s", 1.0, "lifetime of RViz markers, s, so a stopped node leaves no stale hands", min_value=0.0),
+    Param("diagnostics_period_s", 1.0, "period of /diagnostics, s", read_only=True, min_value=0.05),
+)
+
+PARAMS_BY_NAME = {p.name: p for p in PARAMS}
+
+
+def check_value(p: Param, value: Any) -> str | None:
+    """None when ``value`` is acceptable for ``p``, else the reason (for SetParametersResult)."""
+    if p.choices and value not in p.choices:
+        return f"{p.name} must be one of {list(p.choices)}, got {value!r}"
+    if p.min_value is not None and value < p.min_value:
+        return f"{p.name} must be >= {p.min_value}, got {value!r}"
+    if p.max_value is not None and value > p.max_value:
+        return f"{p.name} must be <= {p.max_value}, got {value!r}"
+    return None
