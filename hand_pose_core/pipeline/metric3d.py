@@ -138,36 +138,33 @@ def _project(P: np.ndarray, K: np.ndarray) -> np.ndarray:
 
 
 def _rms(P: np.ndarray, uv: np.ndarray, K: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.sum((_project(P, K) - uv) ** 2, axis=1))))
+    iz = 1.0 / P[:, 2]
+    y = P[:, 1] * iz
+    du = K[0, 0] * P[:, 0] * iz + K[0, 1] * y + K[0, 2] - uv[:, 0]
+    dv = K[1, 1] * y + K[1, 2] - uv[:, 1]
+    return float(np.sqrt((du @ du + dv @ dv) / len(iz)))
 
 
-def _refine_translation(uv, X, K, t, iters: int = 6) -> np.ndarray:
+def _refine_translation(uv, X, K, t, iters: int = 5) -> np.ndarray:
     """Gauss-Newton on the reprojection error over t only (R = I)."""
-    fx, s, fy = K[0, 0], K[0, 1], K[1, 1]
+    fx, sk, fy = K[0, 0], K[0, 1], K[1, 1]
     for _ in range(iters):
         P = X + t
-        z = P[:, 2]
-        if np.min(z) <= _MIN_Z_M:
+        if P[:, 2].min() <= _MIN_Z_M:
             break
-        r = (_project(P, K) - uv).reshape(-1)
-        iz = 1.0 / z
+        iz = 1.0 / P[:, 2]
         x, y = P[:, 0] * iz, P[:, 1] * iz
-        J = np.zeros((len(z), 2, 3))
-        J[:, 0, 0] = fx * iz
-        J[:, 0, 1] = s * iz
-        J[:, 0, 2] = -(fx * x + s * y) * iz
-        J[:, 1, 1] = fy * iz
-        J[:, 1, 2] = -fy * y * iz
-        J = J.reshape(-1, 3)
-        step = np.linalg.solve(J.T @ J + 1e-12 * np.eye(3), J.T @ r)
+        ru = fx * x + sk * y + K[0, 2] - uv[:, 0]
+        rv = fy * y + K[1, 2] - uv[:, 1]
+        # rows of the Jacobian d(u, v)/d(tx, ty, tz) per joint
+        ju = np.stack([fx * iz, sk * iz, -(fx * x + sk * y) * iz])
+        jv = np.stack([np.zeros_like(iz), fy * iz, -fy * y * iz])
+        JtJ = ju @ ju.T + jv @ jv.T
+        step = np.linalg.solve(JtJ + 1e-12 * np.eye(3), ju @ ru + jv @ rv)
         t = t - step
         if np.abs(step).max() < 1e-7:
             break
     return t
-
-
-def _rotation_angle(R: np.ndarray) -> float:
-    return float(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)))
 
 
 def place_hand_in_camera(
@@ -214,8 +211,7 @@ def place_hand_in_camera(
 
     Xc = np.ascontiguousarray(X)
     uvc = np.ascontiguousarray(uv)
-    P0 = X + t0
-    cands = [(_rms(P0, uv, K), 0.0, eye, t0, "fixed")]  # always valid: t0 is in front
+    cands: list = []  # (rms_px, angle_rad, R, t, method, P) or None for a rejected solution
     if solver != "lm":
         try:
             ok, rv, tv = cv2.solvePnP(Xc, uvc, K, None, flags=cv2.SOLVEPNP_SQPNP)
@@ -228,7 +224,7 @@ def place_hand_in_camera(
     # try the local optimum next to the network's own orientation (R = I).
     if solver == "lm" or (
         solver == "auto"
-        and (len(cands) == 1 or cands[-1] is None or cands[-1][1] > _SECOND_OPINION_RAD)
+        and (not cands or cands[-1] is None or cands[-1][1] > _SECOND_OPINION_RAD)
     ):
         try:
             rv, tv = cv2.solvePnPRefineLM(
@@ -237,22 +233,27 @@ def place_hand_in_camera(
             cands.append(_candidate(rv, tv, X, uv, K, "lm_from_identity"))
         except cv2.error:
             pass
-    # the unrefined (I, t0) is only a fallback, not a contender in the tie-break
-    cands = [c for c in cands[1:] if c is not None] or cands[:1]
+    cands = [c for c in cands if c is not None]
+    if not cands:  # every solver failed or put the hand behind the camera: (I, t0) is in front
+        P0 = X + t0
+        cands = [(_rms(P0, uv, K), 0.0, eye, t0, "fixed", P0)]
     err_min = min(c[0] for c in cands)
     # among (near-)ties prefer the smallest rotation from the network's orientation
     ties = [c for c in cands if c[0] <= err_min + ambiguity_px]
-    err, _, R, t, method = min(ties, key=lambda c: c[1])
-    return Placement(X @ R.T + t, R, t, err, method)
+    err, _, R, t, method, P = min(ties, key=lambda c: c[1])
+    return Placement(P, R, t, err, method)
 
 
 def _candidate(rv, tv, X, uv, K, method):
     R = cv2.Rodrigues(rv)[0]
     t = tv.reshape(3).astype(np.float64)
     P = X @ R.T + t
-    if not (np.isfinite(P).all() and np.min(P[:, 2]) > _MIN_Z_M):
+    if not (np.isfinite(P).all() and P[:, 2].min() > _MIN_Z_M):
         return None
-    return (_rms(P, uv, K), _rotation_angle(R), R, t, method)
+    # Rodrigues vector norm is the angle (LM may leave it above pi: fold it back)
+    angle = float(np.sqrt(rv.ravel() @ rv.ravel())) % (2.0 * np.pi)
+    angle = min(angle, 2.0 * np.pi - angle)
+    return (_rms(P, uv, K), angle, R, t, method, P)
 
 
 def place_hands_in_camera(uv_px, world_m, K, rotation: str = "solve", **kw) -> list[Placement]:
