@@ -11,7 +11,6 @@ from .base import BACKENDS, MODELS, PRECISIONS, Runner, check_choice, check_devi
 
 VARIANTS = ("full", "lite")
 INPUT_SHAPES = {"palm": (1, 3, 192, 192), "landmark": (1, 3, 224, 224)}
-PALM_OUTPUT_NAMES = ("box_regressors", "score_logits")
 
 
 def create_runner_for_module(
@@ -85,6 +84,8 @@ def create_runner(
     model='palm': input ``[B, 3, 192, 192]``, outputs (box_regressors [B, 2016, 18],
     score_logits [B, 2016, 1]). model='landmark': input ``[B, 3, 224, 224]``, outputs
     (landmarks [B, 21, 3], presence [B], handedness [B], world_landmarks [B, 21, 3]).
+    Weights come from :mod:`hand_pose_core.weights` (converted and cached on first use; see its
+    docs for offline mode). ``cache_dir`` only moves the ONNX/engine caches.
     Other arguments as in :func:`create_runner_for_module`.
     """
     model = check_choice("model", model, MODELS)
@@ -94,12 +95,8 @@ def create_runner(
     check_choice("precision", precision, PRECISIONS)
     from hand_pose_core import weights
 
-    if model == "palm":
-        module = weights.load_palm_detector(variant)
-        names: tuple[str, ...] | None = PALM_OUTPUT_NAMES
-    else:
-        module = weights.load_hand_landmark(variant)
-        names = None  # LandmarkOutput field names
-    return create_runner_for_module(module, INPUT_SHAPES[model], backend=backend, device=device,
+    # output names are the NamedTuple fields (PalmOutput / LandmarkOutput)
+    loader = weights.load_palm_detector if model == "palm" else weights.load_hand_landmark
+    return create_runner_for_module(loader(variant), INPUT_SHAPES[model], backend=backend, device=device,
                                     precision=precision, cache_dir=cache_dir, name=f"{model}_{variant}",
-                                    output_names=names, **options)
+                                    **options)
