@@ -9,14 +9,16 @@ linear heads.
 Output conventions (``LandmarkOutput``), identical to the TFLite model:
 
 * ``landmarks`` [B,21,3]: x, y in pixels of the 224x224 input crop (x right, y down, origin at
-  the top-left corner of the crop); z is relative depth in the same pixel scale, wrist-relative,
-  smaller = closer to the camera.
+  the top-left corner of the crop); z is relative depth, wrist = 0, roughly in the same pixel
+  scale as x, y, smaller (more negative) = closer to the camera.
 * ``presence`` [B]: probability (already sigmoided) that the crop contains a hand.
-* ``handedness`` [B]: probability (already sigmoided) of MediaPipe's "right hand" label. The
-  label assumes a *mirrored* (selfie) image, so for an ordinary, non-mirrored camera image a
-  value near 1 means the hand is anatomically a LEFT hand (and near 0 a right hand).
-* ``world_landmarks`` [B,21,3]: metres, hand-centred (origin near the hand's centre), axes
-  aligned with the crop (x right, y down, z away from the camera) - i.e. rotated with the crop.
+* ``handedness`` [B]: probability (already sigmoided) that the hand is anatomically a RIGHT hand
+  as it appears in the given, non-mirrored image (checked on real footage: a right hand gives
+  > 0.99, left hands < 0.03). MediaPipe's own labels assume a mirrored selfie image, so it
+  calls such a hand "Left"; for mirrored input, 1 means an anatomical left hand.
+* ``world_landmarks`` [B,21,3]: metres, origin near the centre of the hand (not the camera),
+  axes aligned with the crop: x right, y down, z in the sense of the landmark z (larger =
+  farther). Rotate by the crop's rotation to get camera-aligned axes.
 
 Submodules are registered in execution order (the weight converter relies on it).
 """
@@ -85,7 +87,7 @@ LANDMARK_VARIANTS: dict[str, dict] = {
 class LandmarkOutput(NamedTuple):
     landmarks: torch.Tensor  # [B,21,3] crop pixels (x, y) + relative z
     presence: torch.Tensor  # [B] probability a hand is in the crop
-    handedness: torch.Tensor  # [B] probability of MediaPipe's 'right' label (mirrored-image)
+    handedness: torch.Tensor  # [B] probability of a right hand (non-mirrored image)
     world_landmarks: torch.Tensor  # [B,21,3] metres, hand-centred
 
 
