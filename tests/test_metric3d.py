@@ -1,10 +1,17 @@
-"""Metric 3D placement: synthetic hands seen by a known pinhole camera."""
+"""Metric 3D placement: synthetic hands seen by a known pinhole camera, and real MediaPipe output."""
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from hand_pose_core.camera import K_from_fxfycxcy, project
-from hand_pose_core.kinematics.forward_kinematics import ForwardKinematics21, bone_lengths, TEMPLATE_JOINTS_M
+from hand_pose_core.camera import K_from_fxfycxcy, default_intrinsics, project
+from hand_pose_core.kinematics.forward_kinematics import (
+    TEMPLATE_JOINTS_M,
+    ForwardKinematics21,
+    bone_lengths,
+)
 from hand_pose_core.kinematics.rotations import axis_angle_to_matrix
 from hand_pose_core.pipeline.metric3d import (
     Placement,
@@ -184,3 +191,37 @@ def test_batched_matches_single():
     assert place_hands_in_camera(np.zeros((0, 21, 2)), np.zeros((0, 21, 3)), K) == []
     with pytest.raises(ValueError, match="intrinsics for"):
         place_hands_in_camera(uv, world, np.stack([K] * 3))
+
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+
+
+def _real_sequence():
+    if not (REAL / "asl_hand.full.json").exists():
+        pytest.skip(f"real footage not found at {REAL} (shared test data; absent on user machines)")
+    uv = np.array(json.loads((REAL / "asl_hand.full.json").read_text()), dtype=np.float64)
+    world = np.array(json.loads((REAL / "asl_hand_3d.full.json").read_text()), dtype=np.float64)
+    return uv[..., :2], world
+
+
+def test_real_mediapipe_sequence_placed_plausibly():
+    """MediaPipe 2D + world landmarks of a real 620x1080 video, default (guessed) K."""
+    uv, world = _real_sequence()
+    K_default = default_intrinsics(620, 1080)
+    out = place_hands_in_camera(uv, world, K_default)
+    z = np.array([p.t_m[2] for p in out])
+    err = np.array([p.reproj_err_px for p in out])
+    angle = np.array([np.degrees(np.arccos(np.clip((np.trace(p.R) - 1) / 2, -1, 1))) for p in out])
+    # a hand signing at arm's length from a phone camera
+    assert 0.3 < z.min() and z.max() < 1.2, (z.min(), z.max())
+    # MediaPipe's image and world landmarks disagree by a few px; the fit must not be far worse
+    assert np.median(err) < 15.0 and err.max() < 30.0, (np.median(err), err.max())
+    # world landmarks are roughly camera-aligned: no flipped or wild rotations
+    assert angle.max() < 30.0
+    assert min(p.joints_cam_m[:, 2].min() for p in out) > 0.1
+    # depth is temporally consistent (25 fps, no 10 cm jumps)
+    assert np.percentile(np.abs(np.diff(z)), 99) < 0.1
+    # a 1.5x longer focal length puts the same hand 1.5x farther away
+    z_long = np.array([p.t_m[2] for p in place_hands_in_camera(
+        uv[::25], world[::25], K_default * np.array([[1.5, 1, 1], [1, 1.5, 1], [1, 1, 1]]))])
+    np.testing.assert_allclose(z_long / z[::25], 1.5, rtol=0.05)
