@@ -23,7 +23,7 @@ from hand_pose_core.camera import InvalidIntrinsicsError, K_from_fxfycxcy, defau
 from hand_pose_ros.replay_sources import open_source
 
 _PARAMS = (
-    ("source", "", "video file, image folder, image file or ROS 2 bag; empty: the built-in sample photo"),
+    ("source", "builtin", "video file, image folder, image file or ROS 2 bag; 'builtin' or empty: the built-in sample photo"),
     ("rate_hz", 0.0, "publish rate, Hz; 0: native (video fps, bag timing, 30 Hz for images)"),
     ("loop", True, "start again at the end of the source"),
     ("max_frames", 0, "stop after this many frames (0: no limit)"),
@@ -88,7 +88,7 @@ class ReplayNode(Node):
         if cfg["rate_hz"] < 0:
             raise ValueError(f"rate_hz must be >= 0, got {cfg['rate_hz']}")
         source = cfg["source"]
-        if not source:
+        if source in ("", "builtin"):
             from hand_pose_core.samples import builtin_sample_image
 
             source = str(builtin_sample_image())

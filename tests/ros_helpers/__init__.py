@@ -1,0 +1,162 @@
+"""Helpers for the ROS tests: real rclpy, real DDS, nodes in child processes.
+
+Every test run gets its own ROS_DOMAIN_ID (from the pid) and loopback-only discovery, so
+parallel runs on one machine do not see each other.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
+
+from hand_pose_ros.procs import REPO_ROOT, module_cmd, ros_child_env, unique_domain_id  # noqa: E402
+
+DOMAIN_ID = unique_domain_id()
+REAL_DATA = (REPO_ROOT / ".." / "shared" / "data" / "real").resolve()
+REAL_VIDEO = REAL_DATA / "asl_hand.25fps.mp4"
+
+
+def child_env() -> dict:
+    return ros_child_env(DOMAIN_ID)
+
+
+def mano_fit_available() -> bool:
+    try:
+        import hand_pose_core.mano.fit  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def node_params_for_tests() -> list[str]:
+    """Estimator parameters for the tests: the MANO fit only where it exists in this checkout."""
+    if mano_fit_available():
+        return []
+    return ["-p", "fit_mano:=false", "-p", "with_mesh:=false"]
+
+
+class RosProcess:
+    """A hand_pose_ros module in a child process, its output in a log file."""
+
+    def __init__(self, module: str, ros_args: list[str], log_path: Path, args: list[str] | None = None) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "w")
+        self.proc = subprocess.Popen(module_cmd(module, ros_args, args), env=child_env(), stdout=self._log,
+                                     stderr=subprocess.STDOUT, cwd=str(REPO_ROOT))
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_for_log(self, text: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return True
+            if not self.alive():
+                return False
+            time.sleep(0.1)
+        return False
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.alive():
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+class Listener:
+    """An in-process rclpy node (own context) spun in a background thread."""
+
+    def __init__(self, name: str = "test_listener") -> None:
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+
+        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=DOMAIN_ID)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._lock = threading.Lock()
+        self._stop = False
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop and self.context.ok():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def collect(self, msg_type, topic: str, qos=10, keep=None) -> list:
+        """Subscribe and return the list the messages are appended to (with arrival time)."""
+        received: list = []
+
+        def cb(msg):
+            with self._lock:
+                received.append((time.monotonic(), msg))
+                if keep and len(received) > keep:
+                    del received[0]
+
+        self.node.create_subscription(msg_type, topic, cb, qos)
+        return received
+
+    def wait_until(self, predicate, timeout: float, poll: float = 0.05) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if predicate():
+                    return True
+            time.sleep(poll)
+        with self._lock:
+            return bool(predicate())
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(timeout=2.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+@contextmanager
+def listener(name: str = "test_listener"):
+    lst = Listener(name)
+    try:
+        yield lst
+    finally:
+        lst.close()
+
+
+def diag_values(msg) -> dict:
+    """{key: value} of the hand_pose_node status in a DiagnosticArray (empty when absent)."""
+    for status in msg.status:
+        if status.name.endswith(": pipeline"):
+            return {kv.key: kv.value for kv in status.values} | {"_level": status.level, "_message": status.message}
+    return {}
