@@ -152,8 +152,12 @@ def test_export_onnx_graph(tmp_path):
 def test_export_keeps_callers_module_untouched(tmp_path):
     module = _seeded(TinyPalm).train()
     before = {k: v.clone() for k, v in module.state_dict().items()}
+    torch.manual_seed(123)
     create_runner_for_module(module, PALM_SHAPE, backend="onnxruntime", cache_dir=tmp_path)
     create_runner_for_module(module, PALM_SHAPE, backend="torch")
+    after_rng = torch.rand(3)
+    torch.manual_seed(123)
+    assert torch.equal(after_rng, torch.rand(3)), "export advanced the caller's global RNG"
     assert module.training
     for k, v in module.state_dict().items():
         assert torch.equal(v, before[k])

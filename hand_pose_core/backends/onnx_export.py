@@ -135,7 +135,9 @@ def export_onnx(
         import copy
 
         wrapped = copy.deepcopy(wrapped).to("cpu", torch.float32)
-    example = torch.rand(tuple(int(d) for d in example_shape), dtype=torch.float32)
+    # own generator: exporting must not advance the caller's global torch RNG
+    example = torch.rand(tuple(int(d) for d in example_shape), dtype=torch.float32,
+                         generator=torch.Generator().manual_seed(0))
     try:
         if output_names is None:
             with torch.inference_mode():

@@ -17,6 +17,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+# Bump when the pass changes: it is part of the cached fp16 file name.
+CAST_VERSION = 1
 # (op_type, input index) that must stay float32 whatever the data type
 _FP32_ONLY_INPUTS = {("Resize", 2), ("Upsample", 1)}
 _FP16_MAX = float(np.finfo(np.float16).max)

@@ -36,10 +36,11 @@ def ort_providers_for(device: str) -> list[str]:
 
 def fp16_onnx(path: Path) -> Path:
     """Cached fp16-compute copy of the ONNX file at ``path`` (fp32 inputs/outputs)."""
-    from .onnx_fp16 import cast_model_to_fp16
     import onnx
 
-    out = path.with_name(path.stem + "-fp16.onnx")
+    from .onnx_fp16 import CAST_VERSION, cast_model_to_fp16
+
+    out = path.with_name(f"{path.stem}-fp16v{CAST_VERSION}.onnx")
     digest = out.with_suffix(".onnx.sha256")
     if out.is_file() and digest.is_file() and digest.read_text().strip() == file_sha256(out):
         return out
