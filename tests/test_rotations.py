@@ -135,7 +135,8 @@ def test_project_to_so3():
     R = torch.from_numpy(Rotation.random(20, random_state=11).as_matrix())
     noisy = R + 1e-3 * torch.randn(20, 3, 3, dtype=torch.float64)
     P = rot.project_to_so3(noisy)
-    torch.testing.assert_close(P @ P.transpose(-1, -2), torch.eye(3, dtype=torch.float64).expand(20, 3, 3))
+    eye = torch.eye(3, dtype=torch.float64).expand(20, 3, 3)
+    torch.testing.assert_close(P @ P.transpose(-1, -2), eye)
     assert (P - R).abs().max() < 5e-3
     reflect = torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64))
     assert torch.det(rot.project_to_so3(reflect)) > 0
