@@ -90,13 +90,6 @@ def _check_inputs(uv_px, world_m) -> tuple[np.ndarray, np.ndarray]:
     return uv, X
 
 
-def _normalized(uv: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Pixels -> normalised image coordinates (x/z, y/z)."""
-    y = (uv[:, 1] - K[1, 2]) / K[1, 1]
-    x = (uv[:, 0] - K[0, 2] - K[0, 1] * y) / K[0, 0]
-    return np.stack([x, y], axis=1)
-
-
 def initial_translation(uv_px, world_m, K) -> np.ndarray:
     """Closed-form ``t`` with ``R = I``: least squares of the linearised pinhole equations
     ``tx - xn * tz = xn * Z - X`` and ``ty - yn * tz = yn * Z - Y`` (xn, yn normalised coords).
@@ -105,19 +98,14 @@ def initial_translation(uv_px, world_m, K) -> np.ndarray:
     solution is not in front of the camera.
     """
     uv, X = np.asarray(uv_px, np.float64), np.asarray(world_m, np.float64)
-    n = _normalized(uv, K)
-    xn, yn = n[:, 0], n[:, 1]
+    yn = (uv[:, 1] - K[1, 2]) / K[1, 1]
+    xn = (uv[:, 0] - K[0, 2] - K[0, 1] * yn) / K[0, 0]
     # Normal equations of the 2N x 3 system, written out (3x3 solve; much cheaper than lstsq).
     N = len(xn)
-    A = np.array(
-        [
-            [N, 0.0, -xn.sum()],
-            [0.0, N, -yn.sum()],
-            [-xn.sum(), -yn.sum(), (xn * xn + yn * yn).sum()],
-        ]
-    )
+    sx, sy = xn.sum(), yn.sum()
+    A = np.array([[N, 0.0, -sx], [0.0, N, -sy], [-sx, -sy, xn @ xn + yn @ yn]])
     bx, by = xn * X[:, 2] - X[:, 0], yn * X[:, 2] - X[:, 1]
-    b = np.array([bx.sum(), by.sum(), -(xn * bx + yn * by).sum()])
+    b = np.array([bx.sum(), by.sum(), -(xn @ bx + yn @ by)])
     try:
         t = np.linalg.solve(A, b)
     except np.linalg.LinAlgError:
@@ -126,15 +114,10 @@ def initial_translation(uv_px, world_m, K) -> np.ndarray:
         return t
     # size-based guess: the hand's metric spread over its normalised-image spread
     w = np.sqrt(np.mean(np.sum((X[:, :2] - X[:, :2].mean(0)) ** 2, axis=1)))
-    s = np.sqrt(np.mean(np.sum((n - n.mean(0)) ** 2, axis=1)))
+    s = np.sqrt(xn.var() + yn.var())
     tz = max(w / max(s, 1e-9), _MIN_Z_M - X[:, 2].min() + 1e-3)
-    c = n.mean(0) * (tz + X[:, 2].mean()) - X[:, :2].mean(0)
+    c = np.array([xn.mean(), yn.mean()]) * (tz + X[:, 2].mean()) - X[:, :2].mean(0)
     return np.array([c[0], c[1], tz])
-
-
-def _project(P: np.ndarray, K: np.ndarray) -> np.ndarray:
-    x, y = P[:, 0] / P[:, 2], P[:, 1] / P[:, 2]
-    return np.stack([K[0, 0] * x + K[0, 1] * y + K[0, 2], K[1, 1] * y + K[1, 2]], axis=1)
 
 
 def _rms(P: np.ndarray, uv: np.ndarray, K: np.ndarray) -> float:
