@@ -43,9 +43,13 @@ def _check_size(width, height) -> tuple[int, int]:
     try:
         w, h = int(width), int(height)
     except (TypeError, ValueError) as e:
-        raise InvalidIntrinsicsError(f"image size must be integers, got {width!r} x {height!r}") from e
+        raise InvalidIntrinsicsError(
+            f"image size must be integers, got {width!r} x {height!r}"
+        ) from e
     if w <= 0 or h <= 0 or w != width or h != height:
-        raise InvalidIntrinsicsError(f"image size must be positive integers, got {width!r} x {height!r}")
+        raise InvalidIntrinsicsError(
+            f"image size must be positive integers, got {width!r} x {height!r}"
+        )
     return w, h
 
 
@@ -61,7 +65,9 @@ def K_from_camera_info_k(k9: Sequence[float]) -> np.ndarray:
     """
     arr = np.asarray(k9, dtype=np.float64).reshape(-1)
     if arr.size != 9:
-        raise InvalidIntrinsicsError(f"CameraInfo.k must have 9 numbers (row-major 3x3), got {arr.size}")
+        raise InvalidIntrinsicsError(
+            f"CameraInfo.k must have 9 numbers (row-major 3x3), got {arr.size}"
+        )
     if not np.any(arr):
         raise InvalidIntrinsicsError("CameraInfo.k is all zeros: the camera is not calibrated")
     return validate_intrinsics(arr.reshape(3, 3))
@@ -82,7 +88,9 @@ def validate_intrinsics(K, width: int | None = None, height: int | None = None) 
     if arr.shape == (9,):
         arr = arr.reshape(3, 3)
     if arr.shape != (3, 3):
-        raise InvalidIntrinsicsError(f"K must be 3x3 (or 9 row-major numbers), got shape {arr.shape}")
+        raise InvalidIntrinsicsError(
+            f"K must be 3x3 (or 9 row-major numbers), got shape {arr.shape}"
+        )
     if not np.all(np.isfinite(arr)):
         raise InvalidIntrinsicsError(f"K contains NaN or inf: {arr.tolist()}")
     fx, fy = arr[0, 0], arr[1, 1]
@@ -154,7 +162,8 @@ def project(points_cam_m, K) -> np.ndarray:
 
 
 def unproject(uv_px, depth_m, K) -> np.ndarray:
-    """Back-project pixels ``[..., 2]`` at depths ``[...]`` (z, metres) to camera points ``[..., 3]``."""
+    """Back-project pixels ``[..., 2]`` at depths ``[...]`` (z, metres) to camera points
+    ``[..., 3]``."""
     uv = np.asarray(uv_px, dtype=np.float64)
     if uv.shape[-1:] != (2,):
         raise ValueError(f"uv_px must have shape [..., 2], got {uv.shape}")

@@ -1,5 +1,4 @@
 """Joint-order maps: permutations, round trips, and the published tables."""
-import re
 from pathlib import Path
 
 import numpy as np

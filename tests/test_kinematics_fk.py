@@ -46,7 +46,8 @@ def test_fk_ik_round_trip_plausible_hands(dtype, tol):
 
 def test_fk_ik_round_trip_arbitrary_point_clouds():
     # Not hand-like at all (bones pointing backwards, etc.): still exact.
-    joints = torch.randn(128, 21, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    joints = torch.randn(128, 21, 3, dtype=torch.float64, generator=g)
     fk = ForwardKinematics21()
     assert (fk(*fk.inverse_kinematics(joints)) - joints).abs().max() < 1e-12
 

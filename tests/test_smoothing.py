@@ -98,7 +98,8 @@ def test_real_landmark_stream_jitter_reduced():
     import json
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "asl_hand_3d.full.json"
+    real = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+    path = real / "asl_hand_3d.full.json"
     if not path.exists():
         pytest.skip(f"real footage not found at {path.parent} (shared test data)")
     world = np.array(json.loads(path.read_text()), dtype=np.float64)  # [325, 21, 3] metres

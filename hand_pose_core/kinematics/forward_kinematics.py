@@ -52,7 +52,6 @@ TEMPLATE_JOINTS_M = np.array(
 )
 
 _PARENTS = torch.tensor(PARENTS_21[1:], dtype=torch.long)  # parent of joint k+1, k = bone id
-_CHILDREN = torch.arange(1, NUM_JOINTS)
 
 
 def _levels() -> list[list[int]]:

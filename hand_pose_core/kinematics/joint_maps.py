@@ -93,7 +93,9 @@ def convert_joints(joints: Any, src: str, dst: str, axis: int = -2) -> Any:
         A new array/tensor of the same type, dtype and shape (a copy, even when src == dst).
     """
     if not hasattr(joints, "shape"):
-        raise TypeError(f"joints must be a numpy array or torch tensor, got {type(joints).__name__}")
+        raise TypeError(
+            f"joints must be a numpy array or torch tensor, got {type(joints).__name__}"
+        )
     ndim = len(joints.shape)
     if ndim == 0 or not -ndim <= axis < ndim:
         raise ValueError(f"axis {axis} out of range for joints of shape {tuple(joints.shape)}")

@@ -80,7 +80,9 @@ def _check_inputs(uv_px, world_m) -> tuple[np.ndarray, np.ndarray]:
     # RMS distance to the centroid = sqrt of the summed per-axis variances
     uv_spread = float(np.sqrt(uv.var(axis=0).sum()))
     if uv_spread < _MIN_UV_SPREAD_PX:
-        raise ValueError(f"degenerate uv_px: joints collapse to one point (spread {uv_spread:.3g} px)")
+        raise ValueError(
+            f"degenerate uv_px: joints collapse to one point (spread {uv_spread:.3g} px)"
+        )
     w_spread = float(np.sqrt(X.var(axis=0).sum()))
     if w_spread < _MIN_WORLD_SPREAD_M:
         raise ValueError(
