@@ -41,6 +41,7 @@ def test_offline_and_not_cached_says_what_to_do(empty_cache, monkeypatch):
     msg = str(exc.value)
     assert "pip download --no-deps mediapipe==0.10.14" in msg
     assert "hand-pose weights --source" in msg and str(empty_cache) in msg
+    assert "HAND_POSE_OFFLINE" in msg
     monkeypatch.setenv("HAND_POSE_OFFLINE", "1")
     with pytest.raises(WeightsUnavailableError, match="offline"):
         load_palm_detector("full")
@@ -137,3 +138,17 @@ def test_onnx_export_of_converted_models(name, tflite_dir, tmp_path, monkeypatch
     for g, w in zip(got, want, strict=True):
         # 1e-4 absolute, plus 1e-5 relative for the pixel outputs (|values| up to ~200 px).
         np.testing.assert_allclose(g, w.numpy(), atol=1e-4, rtol=1e-5)
+
+
+def test_failed_download_says_what_to_do(empty_cache, tmp_path, monkeypatch):
+    # A real pip run that cannot reach any index (no mocks): the error must explain the fix.
+    (tmp_path / "no_wheels").mkdir()
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "no_wheels"))
+    with pytest.raises(WeightsUnavailableError) as exc:
+        ensure_weights(variant="lite", progress=False)
+    msg = str(exc.value)
+    assert "with pip failed" in msg
+    assert "hand-pose weights --source" in msg and "pip download --no-deps" in msg
+    assert not [p for p in empty_cache.iterdir() if p.name.startswith("download")]

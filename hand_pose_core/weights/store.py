@@ -95,7 +95,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def _how_to_fix(root: Path) -> str:
+def _how_to_fix(root: Path, offline: bool = False) -> str:
+    hint = "; drop --offline / unset HAND_POSE_OFFLINE to allow the download" if offline else ""
     return (
         "To get the hand models without network access on this machine, run on any machine:\n"
         f"    python -m pip download --no-deps {MEDIAPIPE_WHEEL} --only-binary=:all: "
@@ -103,8 +104,7 @@ def _how_to_fix(root: Path) -> str:
         "then copy the wheel here and run\n"
         "    hand-pose weights --source DIR/mediapipe-0.10.14-*.whl\n"
         "(--source also takes a directory or a single .tflite file). "
-        f"Cache directory: {root} (set HAND_POSE_CACHE_DIR to change it; "
-        "drop --offline / unset HAND_POSE_OFFLINE to allow the download)."
+        f"Cache directory: {root} (set HAND_POSE_CACHE_DIR to change it{hint})."
     )
 
 
@@ -201,8 +201,10 @@ def ensure_tflite(names: tuple[str, ...] = MODEL_NAMES, source: str | Path | Non
     if _offline(offline):
         raise WeightsUnavailableError(
             f"hand model weights {', '.join(missing)} are not cached and offline mode is on.\n"
-            + _how_to_fix(root))
-    download_dir = root / "download"
+            + _how_to_fix(root, offline=True))
+    root.mkdir(parents=True, exist_ok=True)
+    # A private download folder: concurrent first uses (parallel tests, several nodes) don't clash.
+    download_dir = Path(tempfile.mkdtemp(dir=root, prefix="download-"))
     try:
         wheel = _download_wheel(download_dir, progress)
         got = _extract_wheel(wheel, missing, dest)
