@@ -108,7 +108,8 @@ def _video_crops(n_frames: int = 4, out: int = 224) -> tuple[np.ndarray, list]:
             uv = np.asarray(ref[i], np.float64)[:, :2]
             lo, hi = uv.min(0), uv.max(0)
             c, size = (lo + hi) / 2, float((hi - lo).max()) * 1.6
-            crops.append(_square_crop(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), c[0], c[1], size, out))
+            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            crops.append(_square_crop(rgb, c[0], c[1], size, out))
             meta.append((i, c, size, uv))
         i += 1
     cap.release()

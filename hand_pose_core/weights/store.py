@@ -399,7 +399,8 @@ def weights_command(argv: list[str] | None = None) -> int:
     for name, path in paths.items():
         entry = _read_manifest(name) or {}
         status = "cached" if before.get(name) == path and not args.force else "converted"
-        note = "" if entry.get("sha256") == KNOWN_SHA256[name] else " (not the mediapipe 0.10.14 file)"
+        known = entry.get("sha256") == KNOWN_SHA256[name]
+        note = "" if known else " (not the mediapipe 0.10.14 file)"
         print(f"{name:22s} {status:9s} {path}  source sha256 {entry.get('sha256', '?')[:12]}{note}")
     print(f"cache directory: {cache_dir()}")
     return 0
