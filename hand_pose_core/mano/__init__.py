@@ -13,6 +13,7 @@ from hand_pose_core.mano.io import (
     validate_mano,
     write_mano_pkl,
 )
+from hand_pose_core.mano.fit import ManoFitResult, ManoFitter, ManoParams
 from hand_pose_core.mano.layer import (
     MANO_TO_CANONICAL,
     TIP_VERTEX_PRESETS,
@@ -27,7 +28,10 @@ __all__ = [
     "MANO_SHAPES",
     "MANO_TO_CANONICAL",
     "TIP_VERTEX_PRESETS",
+    "ManoFitResult",
+    "ManoFitter",
     "ManoLayer",
+    "ManoParams",
     "export_mesh",
     "load_mano",
     "mirror_pose_aa",
