@@ -101,36 +101,39 @@ class _MeshBuilder:
 
 def _palm_point(a: float, s: float, palmar: bool) -> np.ndarray:
     """Palm surface point at height ``a`` (m from wrist), width fraction ``s`` (0 pinky side)."""
-    t = np.clip(a / 0.085, 0.0, 1.0)
-    b_lo = -0.026 + (-0.041 + 0.026) * t
-    b_hi = 0.021 + (0.037 - 0.021) * t
+    t = np.clip(a / 0.095, 0.0, 1.0)
+    b_lo = -0.030 + (-0.038 + 0.030) * t
+    b_hi = 0.018 + (0.052 - 0.018) * t
     h = 0.011 + 0.004 * np.sin(np.pi * t)  # half thickness
     g = 0.35 + 0.65 * np.sqrt(max(0.0, 1.0 - (2 * s - 1) ** 2))
     return np.array([a, b_lo + s * (b_hi - b_lo), (h if palmar else -h) * g])
 
 
 def _top_a(s: float) -> float:
-    # Knuckle line: pinky MCP lower than the middle finger's.
-    return 0.079 + 0.012 * np.sin(np.pi * np.clip(0.15 + 0.8 * s, 0, 1))
+    # Knuckle line (pinky, ring, middle, index centres): the pinky MCP is lowest.
+    return float(np.interp(s, (0.125, 0.375, 0.625, 0.875), (0.081, 0.096, 0.099, 0.094)))
 
 
 # Finger geometry in the local frame: splay (b per unit a), segment lengths (m), radii.
 _FINGERS = {
-    "pinky": dict(col=0, splay=-0.15, lengths=(0.031, 0.019, 0.019),
+    "pinky": dict(col=0, splay=-0.15, lengths=(0.025, 0.020, 0.019),
                   radius=(0.0080, 0.0066), rings=10),
-    "ring": dict(col=1, splay=-0.06, lengths=(0.040, 0.026, 0.021),
+    "ring": dict(col=1, splay=-0.06, lengths=(0.033, 0.025, 0.022),
                  radius=(0.0090, 0.0076), rings=10),
-    "middle": dict(col=2, splay=0.01, lengths=(0.043, 0.027, 0.021),
+    "middle": dict(col=2, splay=0.01, lengths=(0.037, 0.027, 0.022),
                    radius=(0.0095, 0.0080), rings=11),
-    "index": dict(col=3, splay=0.08, lengths=(0.039, 0.023, 0.020),
+    "index": dict(col=3, splay=0.08, lengths=(0.032, 0.021, 0.022),
                   radius=(0.0092, 0.0078), rings=11),
 }
+# Thumb: bone directions (local frame) and lengths from the CMC (centre of its opening on the
+# palmar side of the palm) to MCP, IP and tip.
 _THUMB = dict(
-    mcp=(0.046, 0.046, 0.013), ip=(0.069, 0.060, 0.017), tip=(0.091, 0.068, 0.019),
+    dirs=((0.55, 0.65, 0.5), (0.75, 0.6, 0.2), (0.8, 0.55, 0.1)),
+    lengths=(0.036, 0.032, 0.030),
     radius=(0.0105, 0.0085), rings=10,
 )
 _PALM_RINGS = 10
-_HOLE_RING = 1  # thumb opening spans palm rings 1..3 next to the index side
+_HOLE_RING = 1  # thumb opening spans palm rings 1..3, palmar side next to the index edge
 
 
 def _tube(mb: _MeshBuilder, base, path: np.ndarray, n_rings: int, radius, tip_gap=0.006):
@@ -219,7 +222,7 @@ def _build_right_geometry():
         mb.tri(W0, N0[2 * i + 1], N0[2 * i])
         mb.tri(W0, W1, N0[2 * i + 1])
         mb.tri(W1, N0[(2 * i + 2) % 32], N0[2 * i + 1])
-    hole_skip = (14, 15)
+    hole_skip = (13, 14)
     for i in range(_PALM_RINGS - 1):
         skip = hole_skip if i in (_HOLE_RING, _HOLE_RING + 1) else ()
         centres = {4: (24,), 6: (26,)}.get(i, ())  # two extra vertices to reach V = 778
@@ -246,15 +249,18 @@ def _build_right_geometry():
         finger_data[name] = (base, rings, arcs, (0.0, L1, L1 + L2), cap, apex)
     # Thumb from the hole in the palm wall.
     r = _HOLE_RING
-    hole = [palm[r][14], palm[r][15], palm[r][16], palm[r + 1][16],
-            palm[r + 2][16], palm[r + 2][15], palm[r + 2][14], palm[r + 1][14]]
+    hole = [palm[r][13], palm[r][14], palm[r][15], palm[r + 1][15],
+            palm[r + 2][15], palm[r + 2][14], palm[r + 2][13], palm[r + 1][13]]
     # Orientation: the palm faces use each hole edge once; the tube must use it reversed.
     used = {(a, b) for f in mb.faces for a, b in ((f[0], f[1]), (f[1], f[2]), (f[2], f[0]))}
     if (hole[0], hole[1]) in used:
         hole = hole[::-1]
     hc = np.mean([mb.verts[i] for i in hole], axis=0)
-    tmcp, tip_, ttip = (np.array(_THUMB[k]) for k in ("mcp", "ip", "tip"))
-    tpath = np.array([hc, tmcp, tip_, ttip])
+    tpath = [hc]
+    for d, length in zip(_THUMB["dirs"], _THUMB["lengths"]):
+        tpath.append(tpath[-1] + length * _normalize(np.array(d)))
+    tpath = np.array(tpath)
+    tmcp, tip_ = tpath[1], tpath[2]
     trings, tarcs, tcap, tapex, ttotal = _tube(mb, hole, tpath, _THUMB["rings"], _THUMB["radius"])
     l_mcp = np.linalg.norm(tmcp - hc)
     finger_data["thumb"] = (hole, trings, tarcs, (None, l_mcp, l_mcp + np.linalg.norm(tip_ - tmcp)),
@@ -269,9 +275,7 @@ def _build_right_geometry():
             rows[jid] = _ring_interp_row(V, rings, arcs, s, base=base)
     hole, trings, tarcs, jarcs, _, _ = finger_data["thumb"]
     cmc = np.zeros(V)
-    cmc[hole] += 0.6 / 8
-    inner = [palm[r + 1][k] for k in (11, 12, 19, 20)]
-    cmc[inner] += 0.4 / 4
+    cmc[hole] += 1.0 / 8
     rows[13] = cmc
     rows[14] = _ring_interp_row(V, trings, tarcs, jarcs[1], base=hole)
     rows[15] = _ring_interp_row(V, trings, tarcs, jarcs[2], base=hole)
