@@ -141,3 +141,25 @@ def test_default_model_is_synthetic_and_params_type():
         torch.zeros(1, 48))[1].numpy() / 1000 + [0, 0, 0.4]
     res = fitter.fit(joints, None, None, ["right"], [p])
     assert res[0].residual_mm < 5.0 and j.shape == (16, 3)
+
+
+REAL = __import__("pathlib").Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
+
+
+@pytest.mark.skipif(not (REAL / "asl_hand_3d.full.json").is_file(),
+                    reason="../shared/data/real/asl_hand_3d.full.json not present")
+def test_fit_real_mediapipe_world_landmarks_sequence():
+    """Real hand proportions (MediaPipe world landmarks of a signing right hand), tracked."""
+    import json
+
+    world = np.array(json.loads((REAL / "asl_hand_3d.full.json").read_text()), dtype=np.float64)
+    joints = world[::4] + [0.0, 0.0, 0.5]  # place the hand 0.5 m in front of a camera
+    fitter = ManoFitter()
+    prev, residuals = None, []
+    for frame in joints:
+        r = fitter.fit(frame[None], None, None, ["right"], [prev])[0]
+        assert np.isfinite(r.vertices_m).all() and np.isfinite(r.params.pose).all()
+        residuals.append(r.residual_mm)
+        prev = r.params
+    assert np.median(residuals) < 4.0, np.median(residuals)
+    assert np.max(residuals) < 8.0, np.max(residuals)

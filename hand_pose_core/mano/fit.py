@@ -19,7 +19,6 @@ Units: inputs and outputs in metres (camera frame); residual weights are per mil
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -268,18 +267,21 @@ class ManoFitter:
         tip_vertex_ids: fingertip vertices (see :class:`~hand_pose_core.mano.ManoLayer`).
         tol: stop a hand's iterations once an accepted step lowers its cost by less than this
             fraction.
+        reinit_mm: a warm start whose mean joint error exceeds this also tries the analytic
+            initialisation (keeping the previous shape) and keeps the better one.
     """
 
     def __init__(self, model: dict | None = None, mano_root: str | os.PathLike | None = None,
                  device: str = "cpu", iters_cold: int = 8, iters_warm: int = 3,
                  w_rel: float = 1.0, w_abs: float = 0.3, w_2d: float = 0.5,
                  w_pose: float = 3.0, w_shape: float = 1.0, tip_vertex_ids="manopth",
-                 tol: float = 1e-3):
+                 tol: float = 1e-3, reinit_mm: float = 5.0):
         self.device = device
         self.iters_cold, self.iters_warm = int(iters_cold), int(iters_warm)
         self.w_rel, self.w_abs, self.w_2d = float(w_rel), float(w_abs), float(w_2d)
         self.w_pose, self.w_shape = float(w_pose), float(w_shape)
         self.tol = float(tol)
+        self.reinit_mm = float(reinit_mm)
         self._tip_vertex_ids = tip_vertex_ids
         self._source = model, mano_root
         self._models: dict[str, _Model] = {}
@@ -357,12 +359,13 @@ class ManoFitter:
         return results  # type: ignore[return-value]
 
     # ----------------------------------------------------------------- internals
-    def _init_cold(self, m: _Model, T: np.ndarray):
+    def _init_cold(self, m: _Model, T: np.ndarray, beta: np.ndarray | None = None):
         """Analytic pose from targets ``T`` [H, 21, 3] given in internal point order."""
         H = T.shape[0]
-        beta = np.zeros((H, 10))
-        Jr = np.broadcast_to(m.J_template, (H, 16, 3))
-        rest = np.concatenate([Jr, np.broadcast_to(m.tip_template, (H, 5, 3))], 1)
+        beta = np.zeros((H, 10)) if beta is None else beta
+        Jr = m.J_template + (beta @ m.J_shapedirs_T).reshape(H, 16, 3)
+        tips = m.tip_template + (beta @ m.tip_shapedirs_T).reshape(H, 5, 3)
+        rest = np.concatenate([Jr, tips], 1)
         palm = _CANON[_PALM_CANON]
         src = rest[:, palm] - rest[:, palm].mean(1, keepdims=True)
         dst = T[:, palm] - T[:, palm].mean(1, keepdims=True)
@@ -398,8 +401,8 @@ class ManoFitter:
         pc, tc = prev.mean(1, keepdims=True), T[:, palm].mean(1, keepdims=True)
         dR = _kabsch(prev - pc, T[:, palm] - tc)
         R[:, 0] = dR @ R[:, 0]
-        # Root rotates about the rest wrist J0(beta): new trans keeps the palm centre on target.
-        pts, _ = m.forward(R, beta)
+        # The root rotates the hand about the rest wrist P_0: no second forward pass needed.
+        pts = pts[:, :1] + (pts - pts[:, :1]) @ np.swapaxes(dR, -1, -2)
         trans = (T - pts)[:, palm].mean(1)
         return R, beta, trans
 
@@ -460,13 +463,29 @@ class ManoFitter:
             R[c], beta[c], trans[c] = self._init_cold(m, T[c])
         if warm.any():
             w = np.flatnonzero(warm)
+            uv_w = None if uv_int is None else uv_int[w]
             R[w], beta[w], trans[w] = self._init_warm(m, T[w], [init[i] for i in w])
         max_it = np.where(warm, self.iters_warm, self.iters_cold)
         iters = np.zeros(H, dtype=int)
         lam = np.full(H, 1e-3)
         active = max_it > 0
-        r, Jm, _ = self._residuals(m, R, beta, trans, T, uv_int, K, True)
+        r, Jm, pts = self._residuals(m, R, beta, trans, T, uv_int, K, True)
         cost = (r * r).sum(1)
+        if warm.any():
+            # After fast motion the previous pose can be a worse start than the analytic one
+            # (with the previous shape): try that when the warm start is far off.
+            err0 = np.linalg.norm(pts + trans[:, None] - T, axis=-1).mean(1) * 1000.0
+            w = np.flatnonzero(warm & (err0 > self.reinit_mm))
+            if w.size:
+                Rc, bc, tc = self._init_cold(m, T[w], beta[w].copy())
+                rc, Jc, pc = self._residuals(m, Rc, bc, tc, T[w],
+                                             None if uv_int is None else uv_int[w], K, True)
+                cc = (rc * rc).sum(1)
+                sel = cc < cost[w]
+                sw = w[sel]
+                R[sw], beta[sw], trans[sw] = Rc[sel], bc[sel], tc[sel]
+                r[sw], Jm[sw], pts[sw], cost[sw] = rc[sel], Jc[sel], pc[sel], cc[sel]
+                max_it[sw] = self.iters_cold
         for _ in range(int(max_it.max(initial=0))):
             a = np.flatnonzero(active)
             if a.size == 0:
@@ -482,14 +501,14 @@ class ManoFitter:
             Rn = Rn @ _exp(step[:, :48].reshape(-1, 16, 3))
             bn = beta[a] + step[:, 48:58]
             tn = trans[a] + step[:, 58:]
-            rn, Jn, _ = self._residuals(m, Rn, bn, tn, T[a], None if uv_int is None else uv_int[a],
-                                        K, True)
+            rn, Jn, pn = self._residuals(m, Rn, bn, tn, T[a],
+                                         None if uv_int is None else uv_int[a], K, True)
             cn = (rn * rn).sum(1)
             cost_prev = cost[a].copy()
             better = cn < cost_prev
             ok = a[better]
             R[ok], beta[ok], trans[ok] = Rn[better], bn[better], tn[better]
-            r[ok], Jm[ok], cost[ok] = rn[better], Jn[better], cn[better]
+            r[ok], Jm[ok], cost[ok], pts[ok] = rn[better], Jn[better], cn[better], pn[better]
             lam[ok] = np.maximum(lam[ok] / 3.0, 1e-7)
             lam[a[~better]] *= 10.0
             iters[a] += 1
@@ -499,7 +518,6 @@ class ManoFitter:
             done = np.zeros(H, bool)
             done[a] = (better & (gain < self.tol)) | (~better & (lam[a] > 1e4))
             active &= ~done & (iters < max_it)
-        pts, _ = m.forward(R, beta)
         cam = pts + trans[:, None]
         verts = m.vertices(R, beta) + trans[:, None] if with_vertices else None
         aa = _log(R)
@@ -522,52 +540,3 @@ class ManoFitter:
                                      extras={"warm_start": bool(warm[i])}))
         return out
 
-
-def _benchmark(n_hands: int = 1, repeats: int = 50, seed: int = 0) -> dict:
-    """Median wall and CPU time (ms per hand) of cold and warm fits on synthetic hands."""
-    import torch
-
-    from hand_pose_core.mano.layer import ManoLayer
-
-    rng = np.random.default_rng(seed)
-    model = synthetic_mano("right")
-    layer = ManoLayer(model=model, use_pca=False, flat_hand_mean=False, dtype=torch.float64)
-    pose = np.concatenate([rng.normal(size=(n_hands, 3)),
-                           rng.normal(scale=0.3, size=(n_hands, 45))], 1)
-    betas = rng.normal(size=(n_hands, 10))
-    trans = np.array([0.02, -0.01, 0.5]) + rng.normal(scale=0.05, size=(n_hands, 3))
-    K = np.array([[600.0, 0, 320], [0, 600.0, 240], [0, 0, 1]])
-
-    def render(p):
-        _, j = layer(torch.from_numpy(p), torch.from_numpy(betas), torch.from_numpy(trans * 1e3))
-        j = j.numpy() / 1e3
-        h = j @ K.T
-        return j, h[..., :2] / h[..., 2:]
-
-    j0, uv0 = render(pose)
-    j1, uv1 = render(pose + rng.normal(scale=0.02, size=pose.shape))
-    fitter = ManoFitter(model=model)
-    sides = ["right"] * n_hands
-    prev = [r.params for r in fitter.fit(j0, uv0, K, sides, None)]
-    out = {}
-    for name, init in (("cold", None), ("warm", prev)):
-        wall, cpu = [], []
-        for _ in range(repeats):
-            t0, c0 = time.perf_counter(), time.process_time()
-            res = fitter.fit(j1, uv1, K, sides, init)
-            wall.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)
-        out[name] = dict(wall_ms=1e3 * float(np.median(wall)) / n_hands,
-                         cpu_ms=1e3 * float(np.median(cpu)) / n_hands,
-                         residual_mm=float(np.mean([r.residual_mm for r in res])),
-                         iterations=float(np.mean([r.iterations for r in res])))
-    return out
-
-
-if __name__ == "__main__":  # python -m hand_pose_core.mano.fit [n_hands ...]
-    import sys
-
-    for n in [int(a) for a in sys.argv[1:]] or [1, 2]:
-        for kind, r in _benchmark(n).items():
-            print(f"hands={n} {kind}: {r['wall_ms']:.2f} ms/hand wall, {r['cpu_ms']:.2f} ms/hand "
-                  f"CPU, residual {r['residual_mm']:.2f} mm, {r['iterations']:.1f} iterations")
