@@ -43,6 +43,13 @@ TIP_VERTEX_PRESETS: dict[str, dict[str, tuple[int, ...]]] = {
 # canonical 21-joint order.
 MANO_TO_CANONICAL = (0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20)
 
+# Joints by depth in the tree; all five fingers have three levels below the wrist.
+_LEVELS = ([1, 4, 7, 10, 13], [2, 5, 8, 11, 14], [3, 6, 9, 12, 15])
+_LEVEL_ORDER = [0] + [j for level in _LEVELS for j in level]
+_LEVEL_INVERSE = [_LEVEL_ORDER.index(j) for j in range(16)]
+assert all(MANO_PARENTS[c] == p for a, b in zip(([0] * 5,) + _LEVELS[:-1], _LEVELS)
+           for p, c in zip(a, b))
+
 _ROT_MODES = ("axisang", "rotmat", "rot6d")
 _ROT_SIZE = {"axisang": 3, "rot6d": 6, "rotmat": 9}
 
@@ -242,15 +249,25 @@ class ManoLayer(nn.Module):
 
     # ----------------------------------------------------------------- kinematics
     def _chain(self, R: torch.Tensor, J: torch.Tensor) -> torch.Tensor:
-        """World transforms ``[B, 16, 3, 4]`` of the joints from local rotations and rest joints."""
-        G = [torch.cat([R[:, 0], J[:, 0, :, None]], -1)]
-        for k in range(1, 16):
-            par = self.parents[k]
-            Gp = G[par]
-            rot = Gp[:, :, :3] @ R[:, k]
-            t = Gp[:, :, :3] @ (J[:, k] - J[:, par])[..., None] + Gp[:, :, 3:]
-            G.append(torch.cat([rot, t], -1))
-        return torch.stack(G, 1)
+        """World transforms ``[B, 16, 3, 4]`` of the joints from local rotations and rest joints.
+
+        ``G_k = G_parent(k) @ [R_k | J_k - J_parent(k)]``, evaluated one tree level at a time
+        (MANO's five fingers have the same depth, so three batched steps cover all joints).
+        """
+        W = R[:, 0]
+        t = J[:, 0]
+        Ws, ts = [W[:, None]], [t[:, None]]
+        Wp, tp, Jp = W[:, None], t[:, None], J[:, :1]
+        for level in _LEVELS:
+            Jl = J[:, level]
+            Wl = Wp @ R[:, level]
+            tl = tp + (Wp @ (Jl - Jp)[..., None])[..., 0]
+            Ws.append(Wl)
+            ts.append(tl)
+            Wp, tp, Jp = Wl, tl, Jl
+        order = _LEVEL_INVERSE
+        G = torch.cat([torch.cat(Ws, 1), torch.cat(ts, 1)[..., None]], -1)
+        return G[:, order]
 
     @staticmethod
     def _skin_transforms(G: torch.Tensor, J: torch.Tensor) -> torch.Tensor:
