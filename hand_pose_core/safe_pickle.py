@@ -64,8 +64,10 @@ def _numpy_globals() -> dict[tuple[str, str], Any]:
     allowed[("numpy", "ndarray")] = np.ndarray
     allowed[("numpy", "dtype")] = np.dtype
     # numpy >= 1.25 pickles dtypes by class, e.g. numpy.dtypes.Float64DType.
-    import numpy.dtypes as _dtypes  # noqa: PLC0415
-
+    try:
+        import numpy.dtypes as _dtypes  # noqa: PLC0415
+    except ImportError:  # older numpy
+        return allowed
     for name in dir(_dtypes):
         obj = getattr(_dtypes, name)
         if isinstance(obj, type) and issubclass(obj, np.dtype):
@@ -142,7 +144,9 @@ _INERT_BUILTINS = {
 def _latin1_encode(obj, encoding="latin1", errors="strict"):
     """How Python 3 writes ``bytes`` in protocol-2 pickles; only text codecs, no tricks."""
     if not isinstance(obj, str) or encoding not in ("latin1", "latin-1", "utf-8", "utf8", "ascii"):
-        raise UnsafePickleError(f"_codecs.encode only allowed for str with latin1, got {encoding!r}")
+        raise UnsafePickleError(
+            f"_codecs.encode is only allowed for text with latin1/utf-8, got {encoding!r}"
+        )
     return obj.encode(encoding, errors)
 
 

@@ -174,3 +174,12 @@ def test_persistent_id_refused():
     P(buf, protocol=2).dump(["secret"])
     with pytest.raises(UnsafePickleError, match="persistent"):
         RestrictedUnpickler(io.BytesIO(buf.getvalue())).load()
+
+
+def test_codecs_encode_limited_to_text_codecs():
+    # Python 3 writes bytes in protocol 2 as _codecs.encode(str, 'latin1'): allowed ...
+    assert safe_loads(pickle.dumps(b"\x00\xffab", protocol=2)) == b"\x00\xffab"
+    # ... but not with other codecs.
+    data = b"c_codecs\nencode\n(Vabc\nVzlib\ntR."
+    with pytest.raises(UnsafePickleError, match="zlib"):
+        safe_loads(data)
