@@ -112,12 +112,14 @@ def test_two_real_hands_with_all_fields(hands_image):
     h, w = hands_image.shape[:2]
     hands = est(hands_image)
     assert len(hands) == 2
-    assert sorted(hd.joints_2d[:, 0].mean() < w / 2 for hd in hands) == [False, True]  # one per half
+    # one hand in each half of the photo
+    assert sorted(hd.joints_2d[:, 0].mean() < w / 2 for hd in hands) == [False, True]
     for hd in hands:
         assert isinstance(hd, Hand) and hd.side in ("left", "right")
         assert 0.5 <= hd.score <= 1 and 0.5 <= hd.handedness_score <= 1
         assert hd.joints_2d.shape == (21, 2) and hd.joints_2d.dtype == np.float32
-        inside = (hd.joints_2d >= -5).all(1) & (hd.joints_2d[:, 0] < w + 5) & (hd.joints_2d[:, 1] < h + 5)
+        u, v = hd.joints_2d[:, 0], hd.joints_2d[:, 1]
+        inside = (u >= -5) & (v >= -5) & (u < w + 5) & (v < h + 5)
         assert inside.all()
         span = hd.joints_2d.max(0) - hd.joints_2d.min(0)
         assert 150 < span.max() < 400  # hands fill about half the photo's height
@@ -182,7 +184,8 @@ def test_video_matches_mediapipe_reference_and_says_right(video, tracking):
     frames, ref = video
     est = _estimator(max_hands=1, tracking=tracking, fit_mano=False, with_mesh=False)
     errs, hands = _run_video(est, frames, ref)
-    print(f"tracking={tracking}: median {np.median(errs):.2f} px, p90 {np.percentile(errs, 90):.2f} px")
+    print(f"tracking={tracking}: median {np.median(errs):.2f} px, "
+          f"p90 {np.percentile(errs, 90):.2f} px")
     assert np.median(errs) <= 2.0
     assert np.percentile(errs, 90) <= 6.0
     # a real right hand filmed by an ordinary (non-mirrored) camera

@@ -10,7 +10,8 @@ from hand_pose_core.pipeline.anchors import generate_anchors, palm_anchors
 from hand_pose_core.pipeline.handedness import side_from_handedness
 from hand_pose_core.pipeline.landmarks import crop_to_image_landmarks, rotate_world_to_image
 from hand_pose_core.pipeline.palm_decoding import (
-    box_iou, decode_boxes, decode_palm_detections, sigmoid_scores, unletterbox_detections, weighted_nms)
+    box_iou, decode_boxes, decode_palm_detections, sigmoid_scores, unletterbox_detections,
+    weighted_nms)
 
 
 # -- anchors ---------------------------------------------------------------------------
@@ -58,7 +59,8 @@ def test_decode_boxes_inverts_the_encoding():
     np.testing.assert_allclose(boxes[1500], [0.3, 0.55, 0.5, 0.65], atol=1e-6)
     np.testing.assert_allclose(out_kps[1500], kps, atol=1e-6)
     # a zero regressor decodes to its anchor centre
-    np.testing.assert_allclose(boxes[0], np.r_[palm_anchors()[0, :2], palm_anchors()[0, :2]], atol=1e-7)
+    a0 = palm_anchors()[0, :2]
+    np.testing.assert_allclose(boxes[0], np.r_[a0, a0], atol=1e-7)
     with pytest.raises(ValueError, match="raw palm boxes"):
         decode_boxes(raw[:, :17])
 
@@ -96,7 +98,8 @@ def test_decode_thresholds_scores_and_merges_neighbours():
     assert len(dets) == 1
     p0, p1 = sigmoid_scores(np.array([3.0, 1.0]))
     np.testing.assert_allclose(dets[0].score, p0)
-    np.testing.assert_allclose((dets[0].box_px[0] + dets[0].box_px[2]) / 2, (0.5 * p0 + 0.52 * p1) / (p0 + p1), atol=1e-6)
+    cx = (dets[0].box_px[0] + dets[0].box_px[2]) / 2
+    np.testing.assert_allclose(cx, (0.5 * p0 + 0.52 * p1) / (p0 + p1), atol=1e-6)
     assert decode_palm_detections(raw, logits, min_score=0.99) == []
 
 
@@ -159,8 +162,8 @@ def test_landmarks_to_roi_follows_a_rotated_hand():
         r = R.landmarks_to_roi(pts)
         assert R.normalize_radians(r[3] - ang) == pytest.approx(0.0, abs=1e-9)
         assert r[2] == pytest.approx(r0[2])
-        np.testing.assert_allclose(np.subtract(r[:2], [300, 200]),
-                                   np.array([[c, -s], [s, c]]) @ np.subtract(r0[:2], [300, 200]), atol=1e-9)
+        expected = np.array([[c, -s], [s, c]]) @ np.subtract(r0[:2], [300, 200])
+        np.testing.assert_allclose(np.subtract(r[:2], [300, 200]), expected, atol=1e-9)
 
 
 def test_crop_round_trip_is_identity_and_warp_matches():
@@ -175,7 +178,9 @@ def test_crop_round_trip_is_identity_and_warp_matches():
     lm = np.array([[112.0, 112.0, 10.0], [224.0, 112.0, 0.0]])
     out = crop_to_image_landmarks(lm, roi)
     np.testing.assert_allclose(out[0], [roi[0], roi[1], 10.0 * roi[2] / 224], atol=1e-9)
-    np.testing.assert_allclose(out[1, :2], [roi[0] + np.cos(0.7) * roi[2] / 2, roi[1] + np.sin(0.7) * roi[2] / 2])
+    half = roi[2] / 2
+    expected = [roi[0] + np.cos(0.7) * half, roi[1] + np.sin(0.7) * half]
+    np.testing.assert_allclose(out[1, :2], expected)
     # the pixel warp agrees with the affine: a dot drawn in the image appears at the mapped spot
     img = np.zeros((480, 640, 3), np.uint8)
     target_crop = np.array([60.5, 150.5])  # continuous coords of a crop pixel centre

@@ -23,9 +23,9 @@ import numpy as np
 
 from ..types import Hand
 from .handedness import side_from_handedness
-from .landmarks import crop_to_image_landmarks, rotate_world_to_image
+from .landmarks import crop_to_image_landmarks, is_present, rotate_world_to_image
 from .palm_decoding import decode_palm_detections, unletterbox_detections
-from .roi import LANDMARK_INPUT_SIZE_PX, Roi, crop_roi, landmarks_to_roi, letterbox, palm_to_roi
+from .roi import Roi, crop_roi, landmarks_to_roi, letterbox, palm_to_roi
 from .anchors import PALM_INPUT_SIZE_PX
 
 # a new detection whose ROI overlaps a tracked hand's ROI this much is that hand
@@ -47,13 +47,15 @@ REFINE_ROT_RAD = 0.07
 def _create_runner(model: str, backend: str, variant: str, device: str, precision: str):
     from ..backends import create_runner
 
-    return create_runner(model, backend=backend, variant=variant, device=device, precision=precision)
+    return create_runner(model, backend=backend, variant=variant, device=device,
+                         precision=precision)
 
 
 def validate_image(image_rgb) -> np.ndarray:
     """Check an RGB image: numpy uint8 array of shape (H, W, 3) with H, W > 0."""
     if not isinstance(image_rgb, np.ndarray):
-        raise ValueError(f"image must be a numpy array (H, W, 3) uint8 RGB, got {type(image_rgb).__name__}")
+        raise ValueError("image must be a numpy array (H, W, 3) uint8 RGB, "
+                         f"got {type(image_rgb).__name__}")
     if image_rgb.dtype != np.uint8:
         raise ValueError(f"image dtype must be uint8 (0..255 RGB), got {image_rgb.dtype}")
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
@@ -128,7 +130,8 @@ class HandPoseEstimator:
                  tracking: bool = True, smoothing: bool = False, smoothing_min_cutoff: float = 1.0,
                  smoothing_beta: float = 10.0, fit_mano: bool = True, with_mesh: bool = True,
                  mano_root: str | None = None, refine_passes: int = 1) -> None:
-        if not isinstance(max_hands, (int, np.integer)) or isinstance(max_hands, bool) or max_hands < 1:
+        if (not isinstance(max_hands, (int, np.integer)) or isinstance(max_hands, bool)
+                or max_hands < 1):
             raise ValueError(f"max_hands must be a positive integer, got {max_hands!r}")
         for name, v in (("min_detection_score", min_detection_score),
                         ("min_presence_score", min_presence_score), ("nms_iou", nms_iou)):
@@ -137,7 +140,8 @@ class HandPoseEstimator:
         if variant not in ("full", "lite"):
             raise ValueError(f"unknown variant {variant!r}; choose 'full' or 'lite'")
         if with_mesh and not fit_mano:
-            raise ValueError("with_mesh=True needs fit_mano=True (the mesh comes from the MANO fit)")
+            raise ValueError("with_mesh=True needs fit_mano=True (the mesh comes from the MANO "
+                             "fit)")
         if not isinstance(refine_passes, (int, np.integer)) or refine_passes < 0:
             raise ValueError(f"refine_passes must be an integer >= 0, got {refine_passes!r}")
         self.refine_passes = int(refine_passes)
@@ -163,7 +167,8 @@ class HandPoseEstimator:
         if self.fit_mano:
             from ..mano.fit import ManoFitter
 
-            self._fitter = ManoFitter(mano_root=mano_root, device=device if device != "auto" else "cpu")
+            self._fitter = ManoFitter(mano_root=mano_root,
+                                      device=device if device != "auto" else "cpu")
         self._tracks: list[_Track] = []
         self.last_timings_ms: dict[str, float] = {}
 
@@ -294,7 +299,7 @@ class HandPoseEstimator:
             lm, presence, p_right, world = self._landmarks(image_rgb, [rois[i] for i in todo])
             nxt = []
             for k, i in enumerate(todo):
-                if not (np.isfinite(presence[k]) and presence[k] >= self.min_presence_score):
+                if not is_present(presence[k], self.min_presence_score):
                     continue  # lost (tracked), false palm (new), or a refinement that lost it
                 joints_px = crop_to_image_landmarks(lm[k], rois[i])
                 found[i] = (float(presence[k]), joints_px, rotate_world_to_image(world[k], rois[i]),

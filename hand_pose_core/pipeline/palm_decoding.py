@@ -44,7 +44,8 @@ def decode_boxes(raw_boxes: np.ndarray, anchors: np.ndarray | None = None,
     """
     anchors = palm_anchors() if anchors is None else anchors
     raw = np.asarray(raw_boxes, np.float64)
-    if raw.ndim != 2 or raw.shape[1] != 4 + 2 * NUM_PALM_KEYPOINTS or raw.shape[0] != anchors.shape[0]:
+    n_coords = 4 + 2 * NUM_PALM_KEYPOINTS
+    if raw.ndim != 2 or raw.shape[1] != n_coords or raw.shape[0] != anchors.shape[0]:
         raise ValueError(f"raw palm boxes must be [{anchors.shape[0]}, 18], got {raw.shape}")
     a_xy, a_wh = anchors[:, None, 0:2].astype(np.float64), anchors[:, None, 2:4].astype(np.float64)
     centre = raw[:, None, 0:2] / input_size_px * a_wh + a_xy
@@ -54,18 +55,22 @@ def decode_boxes(raw_boxes: np.ndarray, anchors: np.ndarray | None = None,
     return boxes, kps
 
 
+def _area(b: np.ndarray) -> np.ndarray:
+    return np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
+
+
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """IoU of one box [4] against boxes [N, 4] (x_min, y_min, x_max, y_max)."""
     lt = np.maximum(box[:2], boxes[:, :2])
     rb = np.minimum(box[2:], boxes[:, 2:])
     inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
-    area = lambda b: np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
-    union = area(box) + area(boxes) - inter
+    union = _area(box) + _area(boxes) - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def weighted_nms(scores: np.ndarray, boxes: np.ndarray, keypoints: np.ndarray,
-                 iou_threshold: float = 0.3, max_detections: int | None = None) -> list[PalmDetection]:
+                 iou_threshold: float = 0.3,
+                 max_detections: int | None = None) -> list[PalmDetection]:
     """Weighted non-maximum suppression.
 
     Repeatedly take the highest-scoring remaining detection, gather all remaining ones with
