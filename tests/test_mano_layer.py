@@ -240,3 +240,13 @@ def test_cuda_matches_cpu(right):
     v_gpu, j_gpu = layer.cuda()(pose.cuda())
     assert v_gpu.is_cuda
     torch.testing.assert_close(v_gpu.cpu(), v_cpu, atol=1e-3, rtol=0)
+
+
+def test_joint_order_agrees_with_kinematics_joint_maps(right):
+    """The layer's canonical order is the project's shared MANO->canonical map."""
+    jm = pytest.importorskip("hand_pose_core.kinematics.joint_maps")
+    idx = torch.arange(21, dtype=torch.float64)[:, None].expand(21, 3)
+    via_maps = jm.convert_joints(jm.append_mano_tips(idx[:16], idx[16:]), "mano16", "canonical")
+    from hand_pose_core.mano import MANO_TO_CANONICAL
+
+    assert [int(v) for v in via_maps[:, 0]] == list(MANO_TO_CANONICAL)
