@@ -20,6 +20,11 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 from hand_pose_ros.procs import REPO_ROOT, module_cmd, ros_child_env, unique_domain_id  # noqa: E402
 
 DOMAIN_ID = unique_domain_id()
+# This test process talks to the nodes with the same large-image Fast DDS profile as they use.
+# Fast DDS reads it when the first participant of the process is created, so set it at import.
+for _k, _v in ros_child_env(DOMAIN_ID).items():
+    if _k.startswith(("FASTRTPS_", "FASTDDS_", "ROS_AUTOMATIC")):
+        os.environ.setdefault(_k, _v)
 REAL_DATA = (REPO_ROOT / ".." / "shared" / "data" / "real").resolve()
 REAL_VIDEO = REAL_DATA / "asl_hand.25fps.mp4"
 
@@ -57,7 +62,8 @@ class RosProcess:
         return self.proc.pid
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def alive(self) -> bool:
