@@ -101,13 +101,18 @@ def agreement(frames, ref_px, step: int, **kw) -> tuple[float, float, int]:
     return float(np.median(e)), float(np.percentile(e, 90)), missed
 
 
-def mediapipe_runs(frames, warmup: int, max_hands: int):
-    """Time MediaPipe's legacy hands solution; None when mediapipe is not importable."""
-    try:
-        import mediapipe as mp
-    except ImportError:
-        return None
-    out = {}
+# Runs in this interpreter or, with --mediapipe-python, in another one (a separate venv):
+# MediaPipe is not a project dependency. Reads 640x480 frames from an .npy for timing and
+# decodes the video itself for the 2D agreement; prints JSON.
+_MP_TIMER = r"""
+import json, sys, time
+import numpy as np
+
+
+def time_mediapipe(frames, warmup, max_hands, video=None, step=1):
+    import mediapipe as mp
+
+    out = {"version": mp.__version__}
     for static in (True, False):
         with mp.solutions.hands.Hands(static_image_mode=static, max_num_hands=max_hands,
                                       model_complexity=1) as hands:
@@ -118,8 +123,70 @@ def mediapipe_runs(frames, warmup: int, max_hands: int):
                 t0 = time.perf_counter()
                 hands.process(f)
                 wall.append((time.perf_counter() - t0) * 1e3)
-            out[static] = {"wall": wall}
+        out["static" if static else "tracking"] = wall
+    if video:
+        import cv2
+
+        cap = cv2.VideoCapture(video)
+        native = []
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            native.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        for static in (True, False):
+            joints = {}
+            with mp.solutions.hands.Hands(static_image_mode=static, max_num_hands=1,
+                                          model_complexity=1) as hands:
+                for i in range(0, len(native), step):
+                    res = hands.process(native[i])
+                    if res.multi_hand_landmarks:
+                        h, w = native[i].shape[:2]
+                        lm = res.multi_hand_landmarks[0].landmark
+                        # continuous normalised -> pixel-centre pixels
+                        joints[str(i)] = [[p.x * w - 0.5, p.y * h - 0.5] for p in lm]
+            out["joints_static" if static else "joints_tracking"] = joints
     return out
+
+
+if __name__ == "__main__":
+    frames = np.load(sys.argv[1])
+    res = time_mediapipe(list(frames), int(sys.argv[2]), int(sys.argv[3]),
+                         sys.argv[4] or None, int(sys.argv[5]))
+    print("MPJSON" + json.dumps(res))
+"""
+
+
+def mediapipe_runs(frames, warmup: int, max_hands: int, python: str | None = None,
+                   video: Path | None = None, step: int = 1):
+    """Time MediaPipe's legacy hands solution (and get its 2D joints on the native video).
+
+    In-process when ``python`` is None and mediapipe is importable; else in ``python``.
+    Returns None when MediaPipe is unavailable.
+    """
+    if python is None:
+        try:
+            import mediapipe  # noqa: F401
+        except ImportError:
+            return None
+        ns: dict = {}
+        exec(compile(_MP_TIMER, "mediapipe_timer", "exec"), ns)
+        return ns["time_mediapipe"](frames, warmup, max_hands, str(video) if video else None, step)
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        npy = Path(tmp) / "frames.npy"
+        np.save(npy, np.stack(frames))
+        proc = subprocess.run(
+            [python, "-c", _MP_TIMER, str(npy), str(warmup), str(max_hands),
+             str(video) if video else "", str(step)],
+            capture_output=True, text=True)
+    marker = [ln for ln in proc.stdout.splitlines() if ln.startswith("MPJSON")]
+    if proc.returncode != 0 or not marker:
+        print(f"  mediapipe ({python}) failed: {proc.stderr.strip()[-500:]}", file=sys.stderr)
+        return None
+    return json.loads(marker[-1][len("MPJSON"):])
 
 
 def main(argv=None) -> int:
@@ -132,6 +199,9 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--max-hands", type=int, default=1)
     ap.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"])
+    ap.add_argument("--mediapipe-python", default=None,
+                    help="python of a separate venv with mediapipe installed (default: this "
+                         "interpreter, when it can import mediapipe)")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     ap.add_argument("--accuracy-step", type=int, default=1,
                     help="use every N-th native frame for the 2D agreement (1 = all 325)")
@@ -164,10 +234,11 @@ def main(argv=None) -> int:
         except Exception as exc:  # e.g. a backend that this machine lacks
             print(f"  {backend}: skipped ({type(exc).__name__}: {exc})")
 
-    mp_res = mediapipe_runs(frames, args.warmup, args.max_hands)
+    mp_res = mediapipe_runs(frames, args.warmup, args.max_hands, args.mediapipe_python,
+                            args.video if args.reference.is_file() else None, args.accuracy_step)
     if mp_res is not None:
-        for static, rec in mp_res.items():
-            rows.append(("mediapipe", "static" if static else "tracking", "n/a", rec))
+        for mode in ("static", "tracking"):
+            rows.append((f"mediapipe {mp_res['version']}", mode, "n/a", {"wall": mp_res[mode]}))
 
     head = f"{'system':<18}{'mode':<10}{'mesh':<6}" + "".join(
         f"{k + ' p50/p90':>20}" for k in ("palm", "landmark", "metric3d", "mano", "total", "wall"))
@@ -196,6 +267,16 @@ def main(argv=None) -> int:
                                          backend=args.backends[0], tracking=tracking)
             print(f"{'ours/' + args.backends[0]:<18}{'tracking' if tracking else 'static':<10}"
                   f"{med:8.2f}{p90:8.2f}{missed:8d}")
+        for mode in ("tracking", "static"):
+            if mp_res is None or f"joints_{mode}" not in mp_res:
+                continue
+            got = mp_res[f"joints_{mode}"]
+            idx = list(range(0, len(native), args.accuracy_step))
+            errs = [np.linalg.norm(np.asarray(got[str(i)]) - ref[i], axis=1)
+                    for i in idx if str(i) in got]
+            e = np.concatenate(errs) if errs else np.array([np.nan])
+            print(f"{'mediapipe':<18}{mode:<10}{np.median(e):8.2f}{np.percentile(e, 90):8.2f}"
+                  f"{len(idx) - len(errs):8d}")
     return 0
 
 
