@@ -33,6 +33,7 @@ _PARAMS = (
     ("transport", "raw", "raw: sensor_msgs/Image on 'image'; compressed: JPEG CompressedImage on 'image/compressed'"),
     ("reliability", "best_effort", "QoS reliability of the image publisher (depth 1), like a camera driver"),
     ("bag_image_topic", "", "image topic to read from a bag; empty: the first one"),
+    ("wait_for_subscribers", 0, "start publishing only once this many subscribers listen to the image topic"),
 )
 
 
@@ -137,6 +138,9 @@ class ReplayNode(Node):
         fixed_period = 1.0 / self.cfg["rate_hz"] if self.cfg["rate_hz"] > 0 else None
         native_period = 1.0 / self.source.native_rate_hz
         max_frames = self.cfg["max_frames"]
+        pub = self.pub_compressed if self.cfg["transport"] == "compressed" else self.pub_raw
+        while pub.get_subscription_count() < self.cfg["wait_for_subscribers"] and not self._stop.is_set():
+            self._stop.wait(0.05)
         next_t = time.monotonic()
         while not self._stop.is_set() and self.context.ok():
             n_this_pass = 0
