@@ -195,3 +195,53 @@ def mesh_markers(hands, header, lifetime_s: float = 1.0) -> MarkerArray:
         m.points = _points(verts[np.asarray(hand.faces).reshape(-1)])
         out.markers.append(m)
     return out
+
+
+class MeshMarkerSerializer:
+    """``/hand/mesh`` as ready-to-publish CDR bytes, ~100x faster than building the message.
+
+    A TRIANGLE_LIST needs 3 geometry_msgs/Point per face (4614 per hand); creating and
+    serialising those Python objects costs ~7 ms per hand. Instead, a template MarkerArray is
+    serialised once per (frame_id, sides, lifetime) with sentinel values, and every frame only
+    copies it, overwrites the stamps and writes the vertex coordinates in place with numpy.
+    ``rclpy`` publishes ``bytes`` as an already serialised message.
+    """
+
+    _STAMP_SENTINEL = (2_000_000_001, 999_999_937)
+
+    def __init__(self) -> None:
+        self._key = None
+        self._template: bytes = b""
+        self._offsets: list[int] = []
+        self._n_points: list[int] = []
+
+    def serialize(self, hands, header, lifetime_s: float = 1.0) -> bytes:
+        from rclpy.serialization import serialize_message
+
+        meshed = [h for h in hands if h.vertices is not None and h.faces is not None]
+        key = (header.frame_id, tuple((h.side, int(np.asarray(h.faces).size)) for h in meshed), lifetime_s)
+        if key != self._key:
+            self._build_template(meshed, header, lifetime_s, serialize_message)
+            self._key = key
+        stamp = np.array(self._STAMP_SENTINEL, dtype="<u4").tobytes()
+        real = np.array([header.stamp.sec, header.stamp.nanosec], dtype="<u4").tobytes()
+        buf = bytearray(self._template.replace(stamp, real))
+        for hand, off, n in zip(meshed, self._offsets, self._n_points):
+            tri = np.asarray(hand.vertices, dtype=np.float64)[np.asarray(hand.faces).reshape(-1)]
+            np.frombuffer(buf, dtype="<f8", count=3 * n, offset=off)[:] = tri.reshape(-1)
+        return bytes(buf)
+
+    def _build_template(self, meshed, header, lifetime_s, serialize_message) -> None:
+        from std_msgs.msg import Header
+
+        h = Header(frame_id=header.frame_id)
+        h.stamp.sec, h.stamp.nanosec = self._STAMP_SENTINEL
+        msg = mesh_markers(meshed, h, lifetime_s)
+        sentinels = []
+        for i, marker in enumerate(msg.markers[1:]):
+            sentinel = (1.0e300 + i * 1.0e285, -7.77e299, 3.33e-300)
+            marker.points[0] = Point(x=sentinel[0], y=sentinel[1], z=sentinel[2])
+            sentinels.append(np.array(sentinel, dtype="<f8").tobytes())
+        self._template = serialize_message(msg)
+        self._offsets = [self._template.index(s) for s in sentinels]
+        self._n_points = [len(m.points) for m in msg.markers[1:]]

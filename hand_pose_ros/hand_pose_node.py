@@ -59,7 +59,7 @@ class HandPoseNode(Node):
         self._warned_once: set[str] = set()
         self._rebuild = threading.Event()
         self._last_stamp_s: float | None = None
-        self._busy_s = 0.0  # worker time spent since start, for the utilisation figure
+        self._mesh_serializer = hand_msgs.MeshMarkerSerializer()
 
         # Build the estimator before subscribing: a missing model file fails loudly here.
         self.estimator = self._make_estimator()
@@ -251,7 +251,7 @@ class HandPoseNode(Node):
         if self._cfg["publish_markers"] and self.pub_markers.get_subscription_count() > 0:
             self.pub_markers.publish(hand_msgs.skeleton_markers(hands, header, lifetime))
         if self._cfg["publish_mesh"] and self.pub_mesh.get_subscription_count() > 0:
-            self.pub_mesh.publish(hand_msgs.mesh_markers(hands, header, lifetime))
+            self.pub_mesh.publish(self._mesh_serializer.serialize(hands, header, lifetime))  # CDR bytes
         if self._cfg["publish_debug_image"] or self.pub_debug.get_subscription_count() > 0:
             K_draw = K if K is not None else default_intrinsics(width, height)
             self.pub_debug.publish(rgb_to_image_msg(draw_hands(rgb, hands, K_draw), header))

@@ -177,6 +177,30 @@ def test_markers_and_mesh():
     assert len(hand_msgs.mesh_markers([], Header()).markers) == 1  # DELETEALL only
 
 
+def test_fast_mesh_serializer_equals_the_message():
+    from rclpy.serialization import deserialize_message, serialize_message
+    from std_msgs.msg import Header
+    from visualization_msgs.msg import MarkerArray
+
+    def wire(msg):  # what a subscriber gets (float32 colours rounded); CDR padding bytes are unspecified
+        return deserialize_message(serialize_message(msg), MarkerArray)
+
+    ser = hand_msgs.MeshMarkerSerializer()
+    for hands, sec in (([_hand("left", 0.0), _hand("right", 0.1)], 5), ([_hand("right", 0.0)], 6), ([], 7)):
+        for frame in ("cam", "other_frame"):
+            header = Header(frame_id=frame)
+            header.stamp.sec, header.stamp.nanosec = sec, 250
+            got = deserialize_message(ser.serialize(hands, header, 0.5), MarkerArray)
+            assert got == wire(hand_msgs.mesh_markers(hands, header, 0.5))
+    # new vertices with the cached template
+    hands = [_hand("left", 0.0), _hand("right", 0.1)]
+    ser.serialize(hands, Header(frame_id="cam"))
+    hands[1].vertices = hands[1].vertices + np.float32(0.25)
+    got = deserialize_message(ser.serialize(hands, Header(frame_id="cam")), MarkerArray)
+    assert got == wire(hand_msgs.mesh_markers(hands, Header(frame_id="cam")))
+    assert got.markers[2].points[0].z == pytest.approx(float(hands[1].vertices[hands[1].faces[0, 0], 2]))
+
+
 # ----------------------------------------------------------------------------- latest-wins slot
 def test_latest_slot_keeps_only_the_newest_and_counts_drops():
     slot = LatestSlot()

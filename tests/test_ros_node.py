@@ -68,6 +68,7 @@ def test_real_video_replay_gives_joints_with_the_image_stamp_and_plausible_geome
         joints = lst.collect(PointCloud2, "hand/joints3d")
         mano = lst.collect(PointCloud2, "hand/mano")
         markers = lst.collect(MarkerArray, "hand/markers")
+        meshes = lst.collect(MarkerArray, "hand/mesh", keep=3)
         debug = lst.collect(Image, "hand/debug_image", keep=2)
         diags = lst.collect(DiagnosticArray, "/diagnostics")
         replay = RosProcess("replay_node", ["-p", f"source:={REAL_VIDEO}", "-p", "rate_hz:=8.0",
@@ -114,6 +115,10 @@ def test_real_video_replay_gives_joints_with_the_image_stamp_and_plausible_geome
         if mano_fit_available():
             rec = cloud_to_records(mano[-1][1], MANO_DTYPE)
             assert rec.size >= 1 and np.all(np.isfinite(rec["pose"]))
+            tri = [m for _, arr in meshes for m in arr.markers if m.type == Marker.TRIANGLE_LIST]
+            assert tri and len(tri[-1].points) == 1538 * 3
+            z = np.array([p.z for p in tri[-1].points])
+            assert np.all((z > 0.1) & (z < 3.0))
         d = _latest_diag(diags)
         assert d["backend"] == "torch" and int(d["frames_processed"]) >= 5
         assert d["camera_info"] == "ok" and float(d["latency_ms_p50"]) > 0
