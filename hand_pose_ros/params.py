@@ -27,10 +27,10 @@ class Param:
 PARAMS: tuple[Param, ...] = (
     # --- estimator (changing one of the runtime ones rebuilds the estimator between frames)
     Param("backend", "torch", "inference backend (torch, onnxruntime, tensorrt; checked by the estimator)", read_only=True),
-    Param("device", "cpu", "inference device, e.g. cpu or cuda:0", read_only=True),
+    Param("device", "cpu", "inference device: cpu, cuda or auto", read_only=True),
     Param("precision", "fp32", "numeric precision of the networks (fp32, fp16)", read_only=True),
     Param("variant", "full", "MediaPipe model variant (full, lite)", read_only=True),
-    Param("mano_root", "", "folder with MANO_RIGHT.pkl / MANO_LEFT.pkl; empty: built-in hand model", read_only=True),
+    Param("mano_root", "", "folder or file of the official MANO model (MANO_RIGHT.pkl / MANO_LEFT.pkl); empty: the fitter's default", read_only=True),
     Param("max_hands", 2, "largest number of hands reported per frame", min_value=1, max_value=8),
     Param("min_detection_score", 0.5, "palm detection score threshold, 0..1", min_value=0.0, max_value=1.0),
     Param("min_presence_score", 0.5, "hand presence score threshold, 0..1", min_value=0.0, max_value=1.0),

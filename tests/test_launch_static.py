@@ -106,3 +106,14 @@ def test_launch_runs_where_launch_is_installed():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert isinstance(mod.generate_launch_description(), launch.LaunchDescription)
+
+
+def test_docs_list_every_node_parameter():
+    pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
+    from hand_pose_ros.params import PARAMS
+    from hand_pose_ros.replay_node import _PARAMS as REPLAY_PARAMS
+
+    docs = (ROOT / "docs" / "ros.md").read_text()
+    missing = [p.name for p in PARAMS if f"| `{p.name}` |" not in docs]
+    missing += [p[0] for p in REPLAY_PARAMS if f"| `{p[0]}` |" not in docs]
+    assert not missing, f"docs/ros.md does not document: {missing}"
