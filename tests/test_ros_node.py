@@ -263,3 +263,30 @@ def _wall_times(received):
     """(wall-clock arrival, msg): the listener stores monotonic time, convert with one offset."""
     offset = time.time() - time.monotonic()
     return [(t + offset, m) for t, m in received]
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("node", [["image_transport:=compressed"]], indirect=True)
+def test_compressed_input_and_a_runtime_estimator_rebuild(node, tmp_path):
+    from rclpy.parameter import Parameter
+    from rclpy.parameter_client import AsyncParameterClient
+
+    with listener("compressed_listener") as lst:
+        joints = lst.collect(PointCloud2, "hand/joints3d")
+        replay = RosProcess("replay_node", ["-p", "transport:=compressed", "-p", "rate_hz:=10.0",
+                                            "-p", "intrinsics:=600.0,600.0,319.5,239.5"], tmp_path / "replay.log")
+        try:
+            assert lst.wait_until(lambda: sum(m.width > 0 for _, m in joints) >= 3, 90), \
+                f"node:\n{node.log()[-2000:]}\nreplay:\n{replay.log()[-2000:]}"
+            client = AsyncParameterClient(lst.node, "hand_pose_node")
+            assert client.wait_for_services(10.0)
+            fut = client.set_parameters([Parameter("max_hands", Parameter.Type.INTEGER, 1)])
+            assert lst.wait_until(fut.done, 10.0) and fut.result().results[0].successful
+            assert node.wait_for_log("estimator rebuilt", 60), node.log()[-2000:]
+            n = len(joints)
+            assert lst.wait_until(lambda: len(joints) >= n + 3, 60)
+        finally:
+            replay.stop()
+    rec = cloud_to_records(joints[-1][1])
+    assert rec.size == 21 and np.all(rec["calibrated"] == 1)
+    assert "(raw" not in node.log() and "image/compressed" in node.log()
