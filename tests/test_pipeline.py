@@ -114,10 +114,10 @@ def test_letterbox_round_trip_of_detections():
     np.testing.assert_allclose([xs.mean(), ys.mean()], R.apply_affine(m, [500, 100]), atol=0.5)
     # zero padding top and bottom (24 rows each)
     assert x[:23].max() == 0 and x[-23:].max() == 0
-    # normalised detector coordinates back to image pixels
+    # normalised detector coordinates back to image pixels (pixel centres)
     from hand_pose_core.pipeline.palm_decoding import PalmDetection
-    p_in = R.apply_affine(m, np.array([[500.0, 100.0], [10.0, 470.0]]))
-    norm = (p_in + 0.5) / 192
+    pts = np.array([[500.0, 100.0], [10.0, 470.0]])
+    norm = R.apply_affine(m, pts + 0.5) / 192  # continuous image -> normalised input
     det = PalmDetection(0.9, np.r_[norm[0], norm[1]], np.repeat(norm[:1], 7, 0))
     back = unletterbox_detections([det], m)[0]
     np.testing.assert_allclose(back.box_px, [500, 100, 10, 470], atol=1e-6)
@@ -189,9 +189,10 @@ def test_crop_round_trip_is_identity_and_warp_matches():
     crop, a2 = R.crop_roi(img, roi)
     np.testing.assert_allclose(a2, a)
     ys, xs = np.nonzero(crop[..., 0] > 100)
-    centroid = np.array([xs.mean(), ys.mean()]) + 0.5  # pixel centres -> continuous
-    expected = R.apply_affine(R.invert_affine(a), np.round(p))
-    np.testing.assert_allclose(centroid, expected, atol=0.5)
+    centroid = np.array([xs.mean(), ys.mean()])
+    # MediaPipe's sampling convention: crop pixel j shows image index a(j) + 0.5
+    expected = R.apply_affine(R.invert_affine(a), np.round(p) - 0.5)
+    np.testing.assert_allclose(centroid, expected, atol=0.3)
 
 
 def test_world_rotation_matches_the_crop_rotation():

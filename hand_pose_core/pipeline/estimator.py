@@ -38,12 +38,12 @@ HANDEDNESS_EMA = 0.3
 # frame the hand coarsely) or when that ROI differs from the crop's ROI by more than this
 # (centre shift and log size change relative to the size, rotation in rad; fast motion leaves
 # tracked ROIs behind). The landmark network is most accurate on crops framed the way its
-# tracking ROI frames them: on the shared video this cut the static-image error vs. the
-# MediaPipe reference from 3.7 to 1.9 px (median) and, on every 5th frame, tracking from 1.9
-# to 1.7 px, while at the full 25 fps only ~3 % of frames need the second pass.
-REFINE_SHIFT = 0.03
-REFINE_SCALE = 0.07
-REFINE_ROT_RAD = 0.07
+# tracking ROI frames them. On the shared video, against MediaPipe's tracked landmarks: static
+# images 3.4 -> 1.6 px (median; MediaPipe's own static mode: 3.4 px), tracking on every 5th
+# frame 1.6 -> 1.5 px, while at the full 25 fps ~1 % of frames need the second pass.
+REFINE_SHIFT = 0.05
+REFINE_SCALE = 0.10
+REFINE_ROT_RAD = 0.10
 
 
 def _create_runner(model: str, backend: str, variant: str, device: str, precision: str):
@@ -124,8 +124,8 @@ class HandPoseEstimator:
         refine_passes: extra landmark passes for hands whose crop was badly framed (new palm
             detections, fast motion): the crop is re-made from the landmarks and re-run.
             0 gives MediaPipe's behaviour; 1 (default) halves the static-image distance to
-            MediaPipe's tracked reference landmarks of the shared video (3.7 -> 1.9 px median;
-            MediaPipe's own static mode: 3.4 px), at the cost of a second landmark batch.
+            MediaPipe's tracked reference landmarks of the shared video (3.4 -> 1.6 px median),
+            at the cost of a second landmark batch on frames with new detections.
 
     ``__call__`` returns :class:`~hand_pose_core.types.Hand` objects, highest presence first.
     ``joints_2d`` use the OpenCV/ROS pixel convention (pixel centres at integer coordinates).

@@ -109,18 +109,18 @@ def decode_palm_detections(raw_boxes: np.ndarray, score_logits: np.ndarray,
 
 def unletterbox_detections(dets: list[PalmDetection], letterbox_m: np.ndarray,
                            input_size_px: int = PALM_INPUT_SIZE_PX) -> list[PalmDetection]:
-    """Map detections from normalised letterboxed input to image pixels.
+    """Map detections from normalised letterboxed input to image pixels (pixel-centre
+    convention).
 
-    ``letterbox_m`` is the 2x3 affine image_px -> input_px (pixel-centre convention) from
-    :func:`.roi.letterbox_transform`.
+    ``letterbox_m`` is :func:`.roi.letterbox_transform`'s affine, continuous image coords ->
+    continuous input coords.
     """
     a = np.asarray(letterbox_m, np.float64)
     s, t = a[0, 0], a[:, 2]
 
     def to_img(p_norm: np.ndarray) -> np.ndarray:
-        # normalised coords are continuous (pixel i spans [i, i+1)); shift to pixel centres
-        p_in = p_norm * input_size_px - 0.5
-        return (p_in - t) / s
+        # normalised -> continuous input -> continuous image -> pixel centres
+        return (p_norm * input_size_px - t) / s - 0.5
 
     out = []
     for d in dets:

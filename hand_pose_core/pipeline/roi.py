@@ -111,43 +111,42 @@ def crop_roi(image: np.ndarray, roi: Roi, crop_size_px: int = LANDMARK_INPUT_SIZ
     """Warp the ROI of ``image`` (HxWxC) into a crop_size x crop_size crop (bilinear).
 
     Returns (crop, crop_to_image affine 2x3 for continuous crop coords). Border pixels are
-    replicated so hands at the image edge keep context, as the landmark model expects.
+    replicated so hands at the image edge keep context.
+
+    Sampling follows MediaPipe's own crop (what the landmark network was trained with):
+    destination pixel j is read at image index ``a(j) + 0.5``, i.e. integer crop indices
+    are mapped as continuous coordinates and the result is used as an image index. Measured
+    on the shared video: given MediaPipe's ROI, this reproduces MediaPipe's landmarks to
+    0.04 px (median); the geometrically centred sampling (``a(j + 0.5)``) is 1.0 px off.
     """
     a = roi_to_crop_affine(roi, crop_size_px)
-    # destination pixel index j has continuous crop coordinate j + 0.5
     dst_idx_to_img = a.copy()
-    dst_idx_to_img[:, 2] += a[:, :2] @ np.array([0.5, 0.5])
+    dst_idx_to_img[:, 2] += 0.5
     crop = cv2.warpAffine(image, dst_idx_to_img, (crop_size_px, crop_size_px),
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=border)
     return crop, a
 
 
 def letterbox_transform(width: int, height: int, size_px: int) -> np.ndarray:
-    """2x3 affine image pixel -> letterboxed input pixel (pixel-centre convention): scale
-    the long side to ``size_px`` and centre with equal padding on both sides."""
+    """2x3 affine ``[[s, 0, pad_x], [0, s, pad_y]]``: scale the long side to ``size_px`` and
+    centre with equal padding. Geometrically it maps continuous image coordinates to
+    continuous input coordinates; :func:`letterbox` samples with it index-to-index, as
+    MediaPipe does (input pixel j reads image index ``(j - pad) / s``)."""
     s = size_px / max(width, height)
     pad = np.array([(size_px - width * s) / 2, (size_px - height * s) / 2])
-    t = pad + 0.5 * s - 0.5  # continuous-coordinate mapping rewritten for pixel centres
-    return np.array([[s, 0.0, t[0]], [0.0, s, t[1]]])
+    return np.array([[s, 0.0, pad[0]], [0.0, s, pad[1]]])
 
 
 def letterbox(image: np.ndarray, size_px: int) -> tuple[np.ndarray, np.ndarray]:
-    """Letterbox ``image`` into size_px x size_px (zero padding). Returns (input, affine
-    image_px -> input_px). Downscaling uses area averaging to avoid aliasing."""
-    h, w = image.shape[:2]
-    m = letterbox_transform(w, h, size_px)
-    s = m[0, 0]
-    if s < 1.0:
-        nw, nh = max(1, int(round(w * s))), max(1, int(round(h * s)))
-        small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
-        sx, sy = nw / w, nh / h
-        # resize maps small_idx = sx*img_idx + 0.5*sx - 0.5; compose with m so the padded
-        # input lands exactly where the affine m says (tiny residual scale from rounding)
-        m2 = np.array([[s / sx, 0.0, m[0, 2] + (s / sx) * (0.5 - 0.5 * sx)],
-                       [0.0, s / sy, m[1, 2] + (s / sy) * (0.5 - 0.5 * sy)]])
-        out = cv2.warpAffine(small, m2, (size_px, size_px), flags=cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        return out, m
+    """Letterbox ``image`` into size_px x size_px (zero padding, bilinear). Returns (input,
+    :func:`letterbox_transform` affine).
+
+    Sampled the way MediaPipe samples its palm-detector input (bilinear straight from the
+    full image, index-to-index). Measured on the shared video with the same networks: this
+    reproduces MediaPipe's static-image landmarks to 0.16 px (median); area-averaged
+    downscaling with pixel-centred sampling was 1.9 px off.
+    """
+    m = letterbox_transform(image.shape[1], image.shape[0], size_px)
     out = cv2.warpAffine(image, m, (size_px, size_px), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return out, m
