@@ -202,6 +202,8 @@ def main(argv=None) -> int:
     ap.add_argument("--mediapipe-python", default=None,
                     help="python of a separate venv with mediapipe installed (default: this "
                          "interpreter, when it can import mediapipe)")
+    ap.add_argument("--refine-passes", type=int, default=1,
+                    help="HandPoseEstimator refine_passes (0 = MediaPipe's single pass)")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     ap.add_argument("--accuracy-step", type=int, default=1,
                     help="use every N-th native frame for the 2D agreement (1 = all 325)")
@@ -219,6 +221,7 @@ def main(argv=None) -> int:
     h0, w0 = native[0].shape[:2]
     print(f"frames: {len(frames)} of {len(native)} ({w0}x{h0} letterboxed to 640x480), "
           f"warm-up {args.warmup}, max_hands={args.max_hands}, "
+          f"refine_passes={args.refine_passes}, "
           f"torch threads={torch.get_num_threads()}")
 
     rows = []
@@ -228,7 +231,7 @@ def main(argv=None) -> int:
                 for mesh in (False, True):
                     rec = time_estimator(frames, args.warmup, max_hands=args.max_hands,
                                          backend=backend, tracking=tracking, fit_mano=mesh,
-                                         with_mesh=mesh)
+                                         with_mesh=mesh, refine_passes=args.refine_passes)
                     rows.append((f"ours/{backend}", "tracking" if tracking else "static",
                                  "yes" if mesh else "no", rec))
         except Exception as exc:  # e.g. a backend that this machine lacks
@@ -264,7 +267,8 @@ def main(argv=None) -> int:
         print(f"{'system':<18}{'mode':<10}{'median':>8}{'p90':>8}{'missed':>8}")
         for tracking in (True, False):
             med, p90, missed = agreement(native, ref, args.accuracy_step, max_hands=1,
-                                         backend=args.backends[0], tracking=tracking)
+                                         backend=args.backends[0], tracking=tracking,
+                                         refine_passes=args.refine_passes)
             print(f"{'ours/' + args.backends[0]:<18}{'tracking' if tracking else 'static':<10}"
                   f"{med:8.2f}{p90:8.2f}{missed:8d}")
         for mode in ("tracking", "static"):

@@ -114,6 +114,9 @@ def test_two_real_hands_with_all_fields(hands_image):
     assert len(hands) == 2
     # one hand in each half of the photo
     assert sorted(hd.joints_2d[:, 0].mean() < w / 2 for hd in hands) == [False, True]
+    # two left hands (backs to the camera, the right one upside down); MediaPipe 0.10.14
+    # labels both "Right" because its label assumes a mirrored image
+    assert [hd.side for hd in hands] == ["left", "left"]
     for hd in hands:
         assert isinstance(hd, Hand) and hd.side in ("left", "right")
         assert 0.5 <= hd.score <= 1 and 0.5 <= hd.handedness_score <= 1

@@ -3,6 +3,8 @@ affine warps between the image and the network inputs.
 
 Pixel convention (OpenCV): integer image coordinates are pixel centres. Network outputs
 are continuous crop coordinates (pixel ``j`` spans [j, j+1)), as the MediaPipe models use.
+The pixels of crops and of the palm letterbox are sampled the way MediaPipe samples them
+(see :func:`crop_roi`, :func:`letterbox`), because the networks were trained on such inputs.
 
 An ROI is ``(cx_px, cy_px, size_px, rotation_rad)``: a square of side ``size_px`` centred
 at (cx, cy) whose "up" axis points from the wrist to the fingers. Rotation 0 means the
