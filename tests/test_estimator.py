@@ -169,6 +169,24 @@ def test_tracking_skips_the_palm_detector_until_reset(hands_image):
     assert est.last_timings_ms["palm"] > 0
 
 
+@needs_real
+def test_tracking_dedups_detections_and_recovers_lost_hands(video):
+    frames, ref = video
+    est = _estimator(max_hands=2, tracking=True, fit_mano=False, with_mesh=False)
+    counts = []
+    for i in range(8):
+        hands = est(frames[i], timestamp_s=i / FPS)
+        counts.append(len(hands))
+        # one hand tracked, max_hands=2: the detector keeps looking, and its detection of
+        # the tracked hand must not come back as a second hand
+        assert est.last_timings_ms["palm"] > 0
+    assert counts == [1] * 8
+    blank = np.zeros_like(frames[0])
+    assert est(blank, timestamp_s=8 / FPS) == []  # the tracked hand is lost
+    (hand,) = est(frames[9], timestamp_s=9 / FPS)  # and found again by the detector
+    assert np.median(np.linalg.norm(hand.joints_2d - ref[9, :, :2], axis=1)) < 3.0
+
+
 # -- the real video -----------------------------------------------------------------------
 def _run_video(est, frames, ref, step=VIDEO_STEP):
     errs, hands_out = [], []
