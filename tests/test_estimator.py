@@ -233,7 +233,7 @@ def test_video_tracking_at_full_frame_rate_reproduces_mediapipe(video):
 @pytest.mark.heavy
 def test_video_3d_is_metric_and_in_front_of_the_camera(video):
     frames, ref = video
-    # frames far apart: static mode (a warm-started MANO fit expects consecutive frames)
+    # frames far apart, so each one on its own (static mode, cold MANO fits)
     est = _estimator(max_hands=1, tracking=False, fit_mano=True, with_mesh=False)
     h, w = frames[0].shape[:2]
     f = 1.2 * max(w, h)  # the README's stand-in intrinsics
