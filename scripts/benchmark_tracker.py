@@ -101,60 +101,7 @@ def agreement(frames, ref_px, step: int, **kw) -> tuple[float, float, int]:
     return float(np.median(e)), float(np.percentile(e, 90)), missed
 
 
-# Runs in this interpreter or, with --mediapipe-python, in another one (a separate venv):
-# MediaPipe is not a project dependency. Reads 640x480 frames from an .npy for timing and
-# decodes the video itself for the 2D agreement; prints JSON.
-_MP_TIMER = r"""
-import json, sys, time
-import numpy as np
-
-
-def time_mediapipe(frames, warmup, max_hands, video=None, step=1):
-    import mediapipe as mp
-
-    out = {"version": mp.__version__}
-    for static in (True, False):
-        with mp.solutions.hands.Hands(static_image_mode=static, max_num_hands=max_hands,
-                                      model_complexity=1) as hands:
-            for f in frames[:warmup]:
-                hands.process(f)
-            wall = []
-            for f in frames:
-                t0 = time.perf_counter()
-                hands.process(f)
-                wall.append((time.perf_counter() - t0) * 1e3)
-        out["static" if static else "tracking"] = wall
-    if video:
-        import cv2
-
-        cap = cv2.VideoCapture(video)
-        native = []
-        while True:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            native.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-        for static in (True, False):
-            joints = {}
-            with mp.solutions.hands.Hands(static_image_mode=static, max_num_hands=1,
-                                          model_complexity=1) as hands:
-                for i in range(0, len(native), step):
-                    res = hands.process(native[i])
-                    if res.multi_hand_landmarks:
-                        h, w = native[i].shape[:2]
-                        lm = res.multi_hand_landmarks[0].landmark
-                        # continuous normalised -> pixel-centre pixels
-                        joints[str(i)] = [[p.x * w - 0.5, p.y * h - 0.5] for p in lm]
-            out["joints_static" if static else "joints_tracking"] = joints
-    return out
-
-
-if __name__ == "__main__":
-    frames = np.load(sys.argv[1])
-    res = time_mediapipe(list(frames), int(sys.argv[2]), int(sys.argv[3]),
-                         sys.argv[4] or None, int(sys.argv[5]))
-    print("MPJSON" + json.dumps(res))
-"""
+MEDIAPIPE_TIMER = Path(__file__).with_name("benchmark_mediapipe.py")
 
 
 def mediapipe_runs(frames, warmup: int, max_hands: int, python: str | None = None,
@@ -169,9 +116,10 @@ def mediapipe_runs(frames, warmup: int, max_hands: int, python: str | None = Non
             import mediapipe  # noqa: F401
         except ImportError:
             return None
-        ns: dict = {}
-        exec(compile(_MP_TIMER, "mediapipe_timer", "exec"), ns)
-        return ns["time_mediapipe"](frames, warmup, max_hands, str(video) if video else None, step)
+        sys.path.insert(0, str(MEDIAPIPE_TIMER.parent))
+        from benchmark_mediapipe import time_mediapipe
+
+        return time_mediapipe(frames, warmup, max_hands, str(video) if video else None, step)
     import subprocess
     import tempfile
 
@@ -179,7 +127,7 @@ def mediapipe_runs(frames, warmup: int, max_hands: int, python: str | None = Non
         npy = Path(tmp) / "frames.npy"
         np.save(npy, np.stack(frames))
         proc = subprocess.run(
-            [python, "-c", _MP_TIMER, str(npy), str(warmup), str(max_hands),
+            [python, str(MEDIAPIPE_TIMER), str(npy), str(warmup), str(max_hands),
              str(video) if video else "", str(step)],
             capture_output=True, text=True)
     marker = [ln for ln in proc.stdout.splitlines() if ln.startswith("MPJSON")]
