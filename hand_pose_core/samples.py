@@ -17,22 +17,14 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from hand_pose_core.paths import cache_dir
+
 SAMPLE_NAME = "handSrc.jpg"
 _DOC_PATH = "usr/share/doc/opencv-doc/opencv4/html/handSrc.jpg"
 
 
 class SampleUnavailableError(RuntimeError):
     """The built-in sample image could not be found or fetched."""
-
-
-def cache_dir() -> Path:
-    """Root of the project's cache (weights, ONNX files, samples)."""
-    override = os.environ.get("HAND_POSE_CACHE_DIR")
-    if override:
-        return Path(override)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("hand_pose_ros"))
 
 
 def builtin_sample_image(fetch: bool = True) -> Path:

@@ -25,6 +25,7 @@ from typing import Sequence
 
 import torch
 
+from ..paths import cache_dir
 from .base import FlatOutputs, output_names_of
 
 log = logging.getLogger(__name__)
@@ -36,17 +37,8 @@ BATCH_DIM = "batch"
 _EXPORT_FORMAT = 1
 
 
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """Root of the hand_pose_ros cache: ``cache_dir`` if given, else ``$HAND_POSE_CACHE_DIR``,
-    else ``platformdirs.user_cache_dir('hand_pose_ros')``."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("HAND_POSE_CACHE_DIR")
-    if env:
-        return Path(env)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("hand_pose_ros"))
+# The shared cache root (kept under this name for the backends' callers).
+cache_root = cache_dir
 
 
 def _hash_state_dict(h: "hashlib._Hash", module: torch.nn.Module) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..paths import cache_dir
 from .convert import CONVERTER_VERSION, MODEL_KINDS, build_model, convert_tflite
 from .tflite_reader import TFLiteFormatError
 
@@ -58,16 +59,6 @@ _TRUTHY = {"1", "true", "yes", "on"}
 
 class WeightsUnavailableError(RuntimeError):
     """The model weights are neither cached nor obtainable; the message says what to do."""
-
-
-def cache_dir() -> Path:
-    """Cache directory: ``$HAND_POSE_CACHE_DIR`` or the per-user cache of 'hand_pose_ros'."""
-    env = os.environ.get("HAND_POSE_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("hand_pose_ros"))
 
 
 def _offline(offline: bool) -> bool:
