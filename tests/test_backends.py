@@ -136,6 +136,16 @@ def test_explicit_output_names_and_runner_name(tmp_path):
     assert runner.name == "palm_test/onnxruntime/cpu/fp32"
 
 
+def test_onnxruntime_threads_do_not_spin_unless_asked(tmp_path):
+    """Two sessions run back to back per frame; spinning idle threads of one starve the other."""
+    quiet = create_runner_for_module(_seeded(TinyPalm), PALM_SHAPE, backend="onnxruntime", cache_dir=tmp_path)
+    spinning = create_runner_for_module(_seeded(TinyPalm), PALM_SHAPE, backend="onnxruntime", cache_dir=tmp_path,
+                                        spin=True)
+    key = "session.intra_op.allow_spinning"
+    assert quiet.session.get_session_options().get_session_config_entry(key) == "0"
+    assert spinning.session.get_session_options().get_session_config_entry(key) == "1"
+
+
 def test_export_onnx_graph(tmp_path):
     path = tmp_path / "sub" / "palm.onnx"
     names = export_onnx(_seeded(TinyPalm), path, PALM_SHAPE)
