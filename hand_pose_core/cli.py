@@ -60,7 +60,7 @@ def _build_parser() -> argparse.ArgumentParser:
 def _add_estimator_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--K", dest="K", help="intrinsics fx,fy,cx,cy in pixels (default: uncalibrated guess)")
     p.add_argument("--max-hands", type=int, default=2)
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"])
+    p.add_argument("--backend", default="onnxruntime", choices=["torch", "onnxruntime", "tensorrt"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--variant", default="full", choices=["full", "lite"])
     p.add_argument("--mirrored", action="store_true", help="images are mirrored (selfie view)")

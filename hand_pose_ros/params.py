@@ -9,7 +9,7 @@ from typing import Any
 ESTIMATOR_ARGS = (
     "max_hands", "backend", "device", "precision", "variant", "min_detection_score",
     "min_presence_score", "nms_iou", "mirrored", "tracking", "smoothing",
-    "smoothing_min_cutoff", "smoothing_beta", "fit_mano", "with_mesh", "mano_root",
+    "smoothing_min_cutoff", "smoothing_beta", "fit_mano", "with_mesh", "mano_root", "refine_passes",
 )
 
 
@@ -26,7 +26,7 @@ class Param:
 
 PARAMS: tuple[Param, ...] = (
     # --- estimator (changing one of the runtime ones rebuilds the estimator between frames)
-    Param("backend", "torch", "inference backend (torch, onnxruntime, tensorrt; checked by the estimator)", read_only=True),
+    Param("backend", "onnxruntime", "inference backend (onnxruntime: fastest on a CPU; torch; tensorrt for NVIDIA GPUs)", read_only=True),
     Param("device", "cpu", "inference device: cpu, cuda or auto", read_only=True),
     Param("precision", "fp32", "numeric precision of the networks (fp32, fp16)", read_only=True),
     Param("variant", "full", "MediaPipe model variant (full, lite)", read_only=True),
@@ -42,6 +42,8 @@ PARAMS: tuple[Param, ...] = (
     Param("smoothing_beta", 10.0, "one-euro speed coefficient (higher: less lag when moving)", min_value=0.0),
     Param("fit_mano", True, "fit MANO pose/shape/translation to the joints (needed for /hand/mano and /hand/mesh)"),
     Param("with_mesh", True, "compute MANO mesh vertices (needed for /hand/mesh)"),
+    Param("refine_passes", 1, "extra landmark passes on crops re-framed from their own landmarks "
+          "(new detections, fast motion); 0: MediaPipe's single pass", min_value=0, max_value=3),
     # --- input
     Param("image_transport", "raw", "raw: subscribe sensor_msgs/Image on 'image'; compressed: "
           "sensor_msgs/CompressedImage on 'image/compressed'", read_only=True, choices=("raw", "compressed")),

@@ -32,7 +32,7 @@ def generate_launch_description():
         DeclareLaunchArgument("image", default_value="image", description="input sensor_msgs/Image topic"),
         DeclareLaunchArgument("camera_info", default_value="camera_info", description="input CameraInfo topic"),
         DeclareLaunchArgument("params_file", default_value=default_params, description="hand_pose_node parameter YAML"),
-        DeclareLaunchArgument("backend", default_value="torch", description="torch | onnxruntime | tensorrt"),
+        DeclareLaunchArgument("backend", default_value="onnxruntime", description="torch | onnxruntime | tensorrt"),
         DeclareLaunchArgument("device", default_value="cpu", description="cpu | cuda | auto"),
         DeclareLaunchArgument("replay", default_value="false", description="also start hand_pose_replay"),
         DeclareLaunchArgument("replay_source", default_value="builtin",

@@ -136,7 +136,7 @@ class HandPoseEstimator:
     mano, total (a skipped stage is 0).
     """
 
-    def __init__(self, max_hands: int = 2, backend: str = "torch", device: str = "cpu",
+    def __init__(self, max_hands: int = 2, backend: str = "onnxruntime", device: str = "cpu",
                  precision: str = "fp32", variant: str = "full", min_detection_score: float = 0.5,
                  min_presence_score: float = 0.5, nms_iou: float = 0.3, mirrored: bool = False,
                  tracking: bool = True, smoothing: bool = False, smoothing_min_cutoff: float = 1.0,
