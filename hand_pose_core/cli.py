@@ -133,7 +133,7 @@ def _cmd_predict(args) -> int:
         hands = estimator(image, K)
         results.append({"image": str(path), "hands": [h.to_dict(args.with_mesh_json) for h in hands]})
         print(f"{path}: {len(hands)} hand(s)" + "".join(
-            f"\n  {h.side:5s} score {h.score:.2f} wrist {np.round(h.joints_3d[0], 3).tolist()} m"
+            f"\n  {h.side:5s} score {h.score:.2f} wrist ({', '.join(f'{v:+.3f}' for v in h.joints_3d[0])}) m"
             + ("" if h.calibrated else " (uncalibrated)") for h in hands))
         if args.overlay:
             drawn = draw_hands(image, hands, _effective_K(K, image))

@@ -37,10 +37,18 @@ def draw_hands(
         _draw_skeleton(canvas, hand.joints_2d, thickness)
         wrist = hand.joints_2d[0]
         label = f"{hand.side} {hand.score:.2f}" + ("" if hand.calibrated else " (uncalibrated)")
-        org = (int(wrist[0]) + 4, int(wrist[1]) + 14)
+        org = _label_origin(canvas.shape, wrist, label, thickness)
         cv2.putText(canvas, label, org, cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, (0, 0, 0), 3 * thickness, cv2.LINE_AA)
         cv2.putText(canvas, label, org, cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, (255, 255, 255), thickness, cv2.LINE_AA)
     return canvas
+
+
+def _label_origin(shape, anchor_px, label: str, thickness: int) -> tuple[int, int]:
+    """Bottom-left corner for ``label`` next to ``anchor_px``, kept inside the image."""
+    (w, h), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, 3 * thickness)
+    x = int(np.clip(anchor_px[0] + 4, 2, max(2, shape[1] - w - 2))) if np.isfinite(anchor_px[0]) else 2
+    y = int(np.clip(anchor_px[1] + 14, h + 2, max(h + 2, shape[0] - 4))) if np.isfinite(anchor_px[1]) else h + 2
+    return x, y
 
 
 def _draw_skeleton(canvas: np.ndarray, uv_px: np.ndarray, thickness: int) -> None:

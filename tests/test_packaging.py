@@ -60,3 +60,20 @@ def test_every_core_module_imports_without_rclpy():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("ok")
+
+
+def test_readme_consumer_example_reads_the_published_layout():
+    """The README's few-line consumer must decode exactly what the node publishes."""
+    import re
+
+    import numpy as np
+
+    from hand_pose_ros.hand_msgs import JOINTS_DTYPE
+
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```python\n(import numpy as np\nfrom sensor_msgs.msg import PointCloud2\n.*?)```", readme, re.S)
+    assert block, "README lost its /hand/joints3d consumer example"
+    namespace: dict = {}
+    exec(block.group(1), namespace)  # defines the dtype and the callback, runs nothing else
+    readme_dtype = next(v for v in namespace.values() if isinstance(v, np.dtype))
+    assert readme_dtype == JOINTS_DTYPE
