@@ -25,7 +25,7 @@ from typing import Sequence
 
 import torch
 
-from ..paths import cache_dir
+from ..paths import atomic_write_bytes, cache_dir, file_sha256
 from .base import FlatOutputs, output_names_of
 
 log = logging.getLogger(__name__)
@@ -73,29 +73,6 @@ def module_key(module: torch.nn.Module, example_shape: Sequence[int], opset: int
     _hash_state_dict(h, module)
     _hash_code(h, module)
     return h.hexdigest()[:20]
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def export_onnx(

