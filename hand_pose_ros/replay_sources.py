@@ -115,7 +115,6 @@ class BagSource:
         try:
             with AnyReader([path]) as reader:
                 conns = {c.topic: c.msgtype for c in reader.connections}
-                duration_s = reader.duration * 1e-9
         except Exception as e:  # rosbags raises several reader errors
             raise ReplaySourceError(f"cannot read bag {path}: {e}") from e
         images = [t for t, ty in conns.items() if ty in self._IMAGE_TYPES]

@@ -1,5 +1,4 @@
 """CLI helpers, overlay drawing, video decoding and the sample-image lookup."""
-import json
 from pathlib import Path
 
 import numpy as np

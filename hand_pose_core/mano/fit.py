@@ -463,7 +463,6 @@ class ManoFitter:
             R[c], beta[c], trans[c] = self._init_cold(m, T[c])
         if warm.any():
             w = np.flatnonzero(warm)
-            uv_w = None if uv_int is None else uv_int[w]
             R[w], beta[w], trans[w] = self._init_warm(m, T[w], [init[i] for i in w])
         max_it = np.where(warm, self.iters_warm, self.iters_cold)
         iters = np.zeros(H, dtype=int)

@@ -33,21 +33,6 @@ def child_env() -> dict:
     return ros_child_env(DOMAIN_ID)
 
 
-def mano_fit_available() -> bool:
-    try:
-        import hand_pose_core.mano.fit  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def node_params_for_tests() -> list[str]:
-    """Estimator parameters for the tests: the MANO fit only where it exists in this checkout."""
-    if mano_fit_available():
-        return []
-    return ["-p", "fit_mano:=false", "-p", "with_mesh:=false"]
-
-
 class RosProcess:
     """A hand_pose_ros module in a child process, its output in a log file."""
 
