@@ -41,6 +41,26 @@ def _stop(procs: dict[str, subprocess.Popen], grace_s: float = 5.0) -> None:
             p.wait()
 
 
+def _prepare_models(source: str, node_overrides: list[str]) -> None:
+    """Fetch the sample photo and the networks and build the backend's cached files once, before
+    any process starts, so a first run spends its download and conversion time here, visibly,
+    and not inside the node's start-up."""
+    from hand_pose_core.backends import create_runner
+    from hand_pose_core.samples import builtin_sample_image
+    from hand_pose_ros.params import PARAMS
+
+    settings = {p.name: p.default for p in PARAMS}
+    for item in node_overrides:
+        name, _, value = item.partition(":=")
+        settings[name] = value
+    print("[demo] preparing the sample and the networks (the first run downloads and converts them)", flush=True)
+    if not source:
+        builtin_sample_image()
+    for model in ("palm", "landmark"):
+        create_runner(model, backend=settings["backend"], variant=settings["variant"],
+                      device=settings["device"], precision=settings["precision"]).close()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="replay + hand_pose_node + consumer, printing 3D hand joints")
     ap.add_argument("--source", default="", help="video, image folder, image or bag (default: built-in sample photo)")
@@ -53,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verbose", action="store_true", help="also print the nodes' logs")
     opts = ap.parse_args(argv)
 
+    try:
+        _prepare_models(opts.source, opts.param)
+    except Exception as e:  # offline, no apt for the sample, unknown backend: say so and stop
+        print(f"[demo] cannot prepare the demo: {e}", file=sys.stderr, flush=True)
+        return 1
     env = ros_child_env(opts.domain_id if opts.domain_id is not None else unique_domain_id())
     node_params = ["--params-file", str(share_file("config/hand_pose.yaml"))]
     for p in opts.param:

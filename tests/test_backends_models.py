@@ -82,9 +82,10 @@ def test_real_module_fp16_cast_close(runners, model):
 @pytest.mark.parametrize("model,variant", [("palm", "full"), ("landmark", "lite")])
 def test_create_runner_with_cached_weights(runners, monkeypatch, model, variant):
     from hand_pose_core.backends import create_runner
-    from hand_pose_core.weights import WeightsUnavailableError
+    from hand_pose_core.weights import WeightsUnavailableError, ensure_weights
 
-    monkeypatch.setenv("HAND_POSE_OFFLINE", "1")  # never download inside tests
+    ensure_weights(variant=variant, progress=False)  # the only download; a fresh machine has none yet
+    monkeypatch.setenv("HAND_POSE_OFFLINE", "1")  # create_runner itself must not download
     try:
         # same cache as the fixture: palm_full is found there, landmark_lite gets exported
         runner = create_runner(model, backend="onnxruntime", variant=variant, cache_dir=runners[model][4])

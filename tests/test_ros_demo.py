@@ -16,12 +16,12 @@ from hand_pose_ros.procs import REPO_ROOT, ros_child_env  # noqa: E402
 @pytest.mark.heavy
 @pytest.mark.timeout(300)
 def test_demo_prints_hands_from_the_builtin_sample():
-    from hand_pose_core.samples import builtin_sample_image
+    from hand_pose_core.samples import SampleUnavailableError, builtin_sample_image
 
     try:
-        builtin_sample_image(fetch=False)
-    except Exception as e:
-        pytest.skip(f"built-in sample image not available here ({e}); the set-up script fetches it")
+        builtin_sample_image()  # fetched from Debian's opencv-doc on first use
+    except SampleUnavailableError as e:
+        pytest.skip(f"built-in sample image not available on this machine: {e}")
     env = ros_child_env()
     env.pop("ROS_DOMAIN_ID", None)  # the demo picks its own
     out = subprocess.run([sys.executable, "-m", "hand_pose_ros.demo", "--duration", "5"], env=env,
