@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+from scipy.linalg.lapack import dposv as _posv
 from scipy.spatial.transform import Rotation
 
 from hand_pose_core.mano.io import MANO_PARENTS, load_mano, resolve_mano_path, validate_mano
@@ -72,12 +73,14 @@ _INV_CANON = np.argsort(_CANON)  # X_canonical[:, _INV_CANON] -> internal point 
 _CHAINS = np.array([[1, 2, 3, 17], [4, 5, 6, 18], [7, 8, 9, 20], [10, 11, 12, 19],
                     [13, 14, 15, 16]])
 _PALM_CANON = np.array([0, 1, 5, 9, 13, 17])  # wrist, thumb CMC, four knuckles
+_PALM_INT = _CANON[_PALM_CANON]  # the same points in internal order
 _GEN = np.array([[[0, 0, 0], [0, 0, -1], [0, 1, 0]],  # so(3) generators [e_a]_x
                  [[0, 0, 1], [0, 0, 0], [-1, 0, 0]],
                  [[0, -1, 0], [1, 0, 0], [0, 0, 0]]], dtype=np.float64)
 
 
 def _subtree_matrix() -> np.ndarray:
+    """``D[k, j] = 1`` when joint ``k`` is ``j`` or one of its ancestors."""
     D = np.eye(16)
     for j in range(1, 16):
         k = _PARENTS[j]
@@ -87,38 +90,53 @@ def _subtree_matrix() -> np.ndarray:
     return D
 
 
+_GEN93 = _GEN.reshape(9, 3)  # rows (a, c): [e_a]_x, for batched [e_a]_x @ M products
+_SKEW_MAP = _GEN.reshape(3, 9)  # v @ _SKEW_MAP = [v]_x flattened
+_I3 = np.eye(3)
+_I3_FLAT15 = np.tile(np.eye(3).reshape(9), 15)  # (R_1..15 - I) pose feature offset
+# Flattened 3x3 indices: trace (0, 4, 8); vee: (R21 - R12, R02 - R20, R10 - R01).
+_VEE_P = np.array([7, 2, 3])
+_VEE_M = np.array([5, 6, 1])
+
+
 def _skew(v: np.ndarray) -> np.ndarray:
-    o = np.zeros(v.shape[:-1])
-    x, y, z = v[..., 0], v[..., 1], v[..., 2]
-    return np.stack([o, -z, y, z, o, -x, -y, x, o], -1).reshape(v.shape[:-1] + (3, 3))
+    return (v @ _SKEW_MAP).reshape(v.shape[:-1] + (3, 3))
 
 
 def _exp(aa: np.ndarray) -> np.ndarray:
     """Rodrigues for ``[..., 3]`` -> ``[..., 3, 3]`` (series near zero)."""
     th2 = (aa * aa).sum(-1)
     small = th2 < 1e-10
-    th = np.sqrt(np.where(small, 1.0, th2))
-    a = np.where(small, 1.0 - th2 / 6.0, np.sin(th) / th)
-    b = np.where(small, 0.5 - th2 / 24.0, (1.0 - np.cos(th)) / np.where(small, 1.0, th2))
+    if small.any():
+        th = np.sqrt(np.where(small, 1.0, th2))
+        a = np.where(small, 1.0 - th2 / 6.0, np.sin(th) / th)
+        b = np.where(small, 0.5 - th2 / 24.0, (1.0 - np.cos(th)) / np.where(small, 1.0, th2))
+    else:
+        th = np.sqrt(th2)
+        a = np.sin(th) / th
+        b = (1.0 - np.cos(th)) / th2
     K = _skew(aa)
-    return np.eye(3) + a[..., None, None] * K + b[..., None, None] * (K @ K)
+    return _I3 + a[..., None, None] * K + b[..., None, None] * (K @ K)
 
 
 def _log(R: np.ndarray) -> np.ndarray:
     """Axis-angle of rotations ``[..., 3, 3]``; scipy only for angles near pi."""
     shp = R.shape[:-2]
-    tr = R[..., 0, 0] + R[..., 1, 1] + R[..., 2, 2]
+    Rf = R.reshape(shp + (9,))
+    tr = Rf[..., 0] + Rf[..., 4] + Rf[..., 8]
     cos = np.clip((tr - 1.0) * 0.5, -1.0, 1.0)
     th = np.arccos(cos)
-    vee = np.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0],
-                    R[..., 1, 0] - R[..., 0, 1]], -1) * 0.5
+    vee = (Rf[..., _VEE_P] - Rf[..., _VEE_M]) * 0.5
     small = th < 1e-4
-    f = np.where(small, 1.0 + th * th / 6.0, th / np.sin(np.where(small, 1.0, th)))
+    if small.any():
+        f = np.where(small, 1.0 + th * th / 6.0, th / np.sin(np.where(small, 1.0, th)))
+    else:
+        f = th / np.sin(th)
     aa = vee * f[..., None]
     near_pi = th > 3.0
     if near_pi.any():
         aa[near_pi] = Rotation.from_matrix(R[near_pi].reshape(-1, 3, 3)).as_rotvec()
-    return aa.reshape(shp + (3,))
+    return aa
 
 
 def _rot_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -129,7 +147,7 @@ def _rot_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     c = (a * b).sum(-1)
     K = _skew(v)
     f = 1.0 / np.maximum(1.0 + c, 1e-6)  # opposite directions: degenerate but bounded
-    return np.eye(3) + K + (K @ K) * f[..., None, None]
+    return _I3 + K + (K @ K) * f[..., None, None]
 
 
 def _kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -140,6 +158,19 @@ def _kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     D = np.ones(U.shape[:-1])
     D[:, 2] = d
     return (U * D[:, None, :]) @ Vt
+
+
+class _FK:
+    """Forward-kinematics state of a batch of hands (what the Jacobian needs)."""
+
+    __slots__ = ("R", "Jr", "W", "P", "Y", "pts")
+
+    def __init__(self, R, Jr, W, P, Y, pts):
+        self.R, self.Jr, self.W, self.P, self.Y, self.pts = R, Jr, W, P, Y, pts
+
+    def take(self, idx) -> "_FK":
+        return _FK(self.R[idx], self.Jr[idx], self.W[idx], self.P[idx], self.Y[idx],
+                   self.pts[idx])
 
 
 class _Model:
@@ -159,9 +190,11 @@ class _Model:
         self.tip_weights = m["weights"][tips]  # (5, 16)
         self.tip_shapedirs_T = np.ascontiguousarray(self.tip_shapedirs.reshape(15, 10).T)
         self.tip_posedirs_T = np.ascontiguousarray(self.tip_posedirs.reshape(15, 135).T)
-        # [k, (t c), e]: the tip correctives of joint k+1's 9 matrix elements
-        self.tip_posedirs_k = np.ascontiguousarray(
-            self.tip_posedirs.reshape(15, 15, 9).transpose(1, 0, 2))
+        # Rest tips as one product: [beta, vec(R_1..15)] @ tip_lin + tip_offset, with the
+        # "- I" of the pose feature folded into the offset.
+        self.tip_lin = np.concatenate([self.tip_shapedirs_T, self.tip_posedirs_T], 0)
+        self.tip_offset = (self.tip_template.reshape(15)
+                           - _I3_FLAT15 @ self.tip_posedirs_T).reshape(5, 3)
         self.v_template = m["v_template"]
         self.shapedirs_T = np.ascontiguousarray(m["shapedirs"].reshape(778 * 3, 10).T)
         self.posedirs_T = np.ascontiguousarray(m["posedirs"].reshape(778 * 3, 135).T)
@@ -169,66 +202,85 @@ class _Model:
         self.faces = m["f"].astype(np.int32)
         self.hands_mean = m["hands_mean"].reshape(15, 3)
         self.D = _subtree_matrix()
+        # Bones j = 1..15: P_i = P_0 + sum_j D[j, i] W_parent(j) bone_j.
+        self.par1 = _PARENTS[1:].copy()
+        self.D1T = np.ascontiguousarray(self.D[1:].T)  # (16 i, 15 j)
+        self.dbone = self.J_shapedirs[1:] - self.J_shapedirs[self.par1]  # (15, 3, 10)
         # For each of the 21 internal points (16 joints + 5 tips) and each joint k: weight of
         # point's blend that moves with k (joints: subtree indicator; tips: skinning weights).
         self.tip_sub = self.tip_weights @ self.D.T  # (5, 16): sum_{j in sub(k)} w_tj
         self.Dw = self.D[None] * self.tip_weights[:, None, :]  # (5, 16k, 16j)
-        self.tip_dx = self.tip_shapedirs[:, None] - self.J_shapedirs[None]  # (5, 16, 3, 10)
+        self.negGEN93 = -_GEN93
+        self.tip_w_row = self.tip_weights[:, None, :]  # (5, 1, 16)
 
     # --------------------------------------------------------------- forward
+    def fk(self, R: np.ndarray, beta: np.ndarray) -> _FK:
+        """Points (16 joints then 5 tips; metres, before trans) and the state they came from."""
+        H = R.shape[0]
+        Jr = (beta @ self.J_shapedirs_T).reshape(H, 16, 3)
+        Jr += self.J_template
+        W = np.empty((H, 16, 3, 3))
+        W[:, 0] = R[:, 0]
+        for lv in _LEVELS:
+            W[:, lv] = W[:, _PARENTS[lv]] @ R[:, lv]
+        Wp = W[:, self.par1]  # (H, 15, 3, 3)
+        wb = (Wp @ (Jr[:, 1:] - Jr[:, self.par1])[..., None])[..., 0]  # world bones
+        P = self.D1T @ wb
+        P += Jr[:, :1]
+        lin = np.concatenate([beta, R[:, 1:].reshape(H, 135)], 1)
+        x = (lin @ self.tip_lin).reshape(H, 5, 3) + self.tip_offset  # tip rest positions
+        rel = x[:, :, None, :] - Jr[:, None, :, :]  # (H, 5, 16, 3)
+        Y = (W[:, None] @ rel[..., None])[..., 0] + P[:, None]  # tip t carried by joint j
+        pts = np.empty((H, 21, 3))
+        pts[:, :16] = P
+        pts[:, 16:] = (self.tip_w_row @ Y)[:, :, 0]  # blend of the 16 carried copies
+        return _FK(R, Jr, W, P, Y, pts)
+
+    def jacobian(self, st: _FK) -> np.ndarray:
+        """``[H, 21, 3, 61]``: d points / d (16 local rotation increments, 10 betas, trans)."""
+        R, W, P, Y = st.R, st.W, st.P, st.Y
+        H = R.shape[0]
+        J = np.empty((H, 21, 3, 61))
+        J[..., 58:] = _I3
+        # Rotation part: d pts_i / d delta_k = -[S_ik]_x W_k with S_ik the part of point i
+        # that rotates about joint k, relative to P_k; laid out [k, i] for one batched product.
+        S = np.empty((H, 16, 21, 3))
+        S[:, :, :16] = self.D[None, :, :, None] * (P[:, None, :, :] - P[:, :, None, :])
+        Z = self.Dw @ Y[:, :, :, :]  # (H, 5, 16k, 3)
+        Z -= self.tip_sub[:, :, None] * P[:, None]
+        S[:, :, 16:] = Z.transpose(0, 2, 1, 3)
+        GW = (self.negGEN93 @ W).reshape(H, 16, 3, 9)  # [k, a, (c, b)]: -[e_a]_x W_k
+        Jr_ = (S @ GW).reshape(H, 16, 21, 3, 3)  # [k, i, c, b]
+        J[..., :48] = Jr_.transpose(0, 2, 3, 1, 4).reshape(H, 21, 3, 48)
+        # Pose correctives of the tips: d R_k / d delta_a = R_k [e_a]_x changes the tip rest
+        # positions, which move with the blend of the world rotations.
+        Wblend = (self.tip_weights @ W.reshape(H, 16, 9)).reshape(H, 5, 3, 3)
+        Q = (Wblend @ self.tip_posedirs).reshape(H, 15, 15, 9)  # [(t c'), k, e]
+        dR = (R[:, 1:, None] @ _GEN).reshape(H, 15, 3, 9)  # [k, a, e]
+        corr = Q.transpose(0, 2, 1, 3) @ dR.transpose(0, 1, 3, 2)  # [k, (t c'), a]
+        J[:, 16:, :, 3:48] += corr.transpose(0, 2, 1, 3).reshape(H, 5, 3, 45)
+        # Shape part (rotation fixed): dP_i = dJr_0 + sum_j D[j, i] W_par(j) dbone_j and
+        # dtip_t = sum_j w_tj (W_j (dx_t - dJr_j) + dP_j).
+        dwb = (W[:, self.par1] @ self.dbone).reshape(H, 15, 30)
+        dP = (self.D1T @ dwb).reshape(H, 16, 3, 10)
+        dP += self.J_shapedirs[0]
+        J[:, :16, :, 48:58] = dP
+        WdJ = (W @ self.J_shapedirs).reshape(H, 16, 30)
+        J[:, 16:, :, 48:58] = (Wblend @ self.tip_shapedirs
+                               + (self.tip_weights @ (dP.reshape(H, 16, 30) - WdJ)
+                                  ).reshape(H, 5, 3, 10))
+        return J
+
     def forward(self, R: np.ndarray, beta: np.ndarray, need_jac: bool = False):
         """Points ``[H, 21, 3]`` (16 joints then 5 tips; metres, before trans).
 
         With ``need_jac`` also the Jacobian ``[H, 21, 3, 58]`` w.r.t. (16 local rotation
         increments, 10 betas) and the world rotations.
         """
-        H = R.shape[0]
-        Jr = self.J_template + (beta @ self.J_shapedirs_T).reshape(H, 16, 3)
-        W = np.empty((H, 16, 3, 3))
-        P = np.empty((H, 16, 3))
-        W[:, 0] = R[:, 0]
-        P[:, 0] = Jr[:, 0]
-        if need_jac:
-            dP = np.empty((H, 16, 3, 10))
-            dP[:, 0] = self.J_shapedirs[0]
-        for lv in _LEVELS:
-            par = _PARENTS[lv]
-            Wp = W[:, par]
-            W[:, lv] = Wp @ R[:, lv]
-            bone = Jr[:, lv] - Jr[:, par]
-            P[:, lv] = P[:, par] + (Wp @ bone[..., None])[..., 0]
-            if need_jac:
-                dbone = self.J_shapedirs[lv] - self.J_shapedirs[par]  # (5, 3, 10)
-                dP[:, lv] = dP[:, par] + Wp @ dbone
-        feat = (R[:, 1:] - np.eye(3)).reshape(H, 135)
-        x = (self.tip_template + (beta @ self.tip_shapedirs_T).reshape(H, 5, 3)
-             + (feat @ self.tip_posedirs_T).reshape(H, 5, 3))  # tip rest positions
-        rel = x[:, :, None, :] - Jr[:, None, :, :]  # (H, 5, 16, 3)
-        Y = (W[:, None] @ rel[..., None])[..., 0] + P[:, None]
-        tips = (self.tip_weights[None, :, :, None] * Y).sum(2)
-        pts = np.concatenate([P, tips], 1)
+        st = self.fk(R, beta)
         if not need_jac:
-            return pts, W
-        # Rotation part: d pts_i / d delta_k = -[S_ik]_x W_k with S_ik the part of point i
-        # that rotates about joint k, relative to P_k.
-        S = np.empty((H, 21, 16, 3))
-        S[:, :16] = self.D.T[None, :, :, None] * (P[:, :, None, :] - P[:, None, :, :])
-        Z = self.Dw[None] @ Y
-        S[:, 16:] = Z - self.tip_sub[None, :, :, None] * P[:, None, :, :]
-        Jrot = -_skew(S) @ W[:, None]  # (H, 21, 16, 3, 3)
-        # Pose correctives of the tips: d R_k / d delta_a = R_k [e_a]_x changes the tip rest
-        # positions, which move with the blend of the world rotations.
-        dR = (R[:, 1:, None] @ _GEN).reshape(H, 15, 3, 9)  # [h, k, a, e]
-        dx = self.tip_posedirs_k @ dR.transpose(1, 3, 0, 2).reshape(15, 9, H * 3)
-        dx = dx.reshape(15, 5, 3, H, 3).transpose(3, 1, 0, 2, 4)  # [h, t, k, c, a]
-        Wblend = (self.tip_weights[None, :, :, None, None] * W[:, None]).sum(2)  # (H, 5, 3, 3)
-        Jrot[:, 16:, 1:] += Wblend[:, :, None] @ dx
-        # Shape part (rotation fixed): d Y_tj = W_j (dx_t - dJr_j) + dP_j.
-        dY = W[:, None] @ self.tip_dx[None] + dP[:, None]  # (H, 5, 16, 3, 10)
-        dtips = (self.tip_weights[None, :, :, None, None] * dY).sum(2)
-        Jshape = np.concatenate([dP, dtips], 1)  # (H, 21, 3, 10)
-        Jac = np.concatenate([Jrot.transpose(0, 1, 3, 2, 4).reshape(H, 21, 3, 48), Jshape], -1)
-        return pts, W, Jac
+            return st.pts, st.W
+        return st.pts, st.W, self.jacobian(st)[..., :58]
 
     def vertices(self, R: np.ndarray, beta: np.ndarray) -> np.ndarray:
         """Full LBS ``[H, 778, 3]`` metres (before trans)."""
@@ -285,6 +337,9 @@ class ManoFitter:
         self._tip_vertex_ids = tip_vertex_ids
         self._source = model, mano_root
         self._models: dict[str, _Model] = {}
+        self._prior_diag = np.zeros(61)
+        self._prior_diag[3:48] = self.w_pose ** 2
+        self._prior_diag[48:58] = self.w_shape ** 2
 
     def model(self, side: str) -> _Model:
         side = str(side).lower()
@@ -360,16 +415,19 @@ class ManoFitter:
 
     # ----------------------------------------------------------------- internals
     def _init_cold(self, m: _Model, T: np.ndarray, beta: np.ndarray | None = None):
-        """Analytic pose from targets ``T`` [H, 21, 3] given in internal point order."""
+        """Analytic pose from targets ``T`` [H, 21, 3] given in internal point order.
+
+        Returns ``R, beta, trans`` and the forward-kinematics state at ``R, beta``.
+        """
         H = T.shape[0]
         beta = np.zeros((H, 10)) if beta is None else beta
         Jr = m.J_template + (beta @ m.J_shapedirs_T).reshape(H, 16, 3)
         tips = m.tip_template + (beta @ m.tip_shapedirs_T).reshape(H, 5, 3)
         rest = np.concatenate([Jr, tips], 1)
-        palm = _CANON[_PALM_CANON]
+        palm = _PALM_INT
         src = rest[:, palm] - rest[:, palm].mean(1, keepdims=True)
         dst = T[:, palm] - T[:, palm].mean(1, keepdims=True)
-        R = np.tile(np.eye(3), (H, 16, 1, 1))
+        R = np.tile(_I3, (H, 16, 1, 1))
         R[:, 0] = _kabsch(src, dst)
         W = np.tile(R[:, :1], (1, 16, 1, 1))  # world rotations so far
         for level in range(3):
@@ -377,14 +435,14 @@ class ManoFitter:
             par = _PARENTS[k]
             d_rest = rest[:, child] - rest[:, k]
             Wp = W[:, par]
-            cur = np.einsum("hjab,hjb->hja", Wp, d_rest)
+            cur = (Wp @ d_rest[..., None])[..., 0]
             tgt = T[:, child] - T[:, k]
             Wk = _rot_between(cur, tgt) @ Wp
             R[:, k] = np.swapaxes(Wp, -1, -2) @ Wk
             W[:, k] = Wk
-        pts, _ = m.forward(R, beta)
-        trans = (T - pts)[:, palm].mean(1)
-        return R, beta, trans
+        st = m.fk(R, beta)
+        trans = (T - st.pts)[:, palm].mean(1)
+        return R, beta, trans, st
 
     def _init_warm(self, m: _Model, T: np.ndarray, init: Sequence[ManoParams]):
         H = T.shape[0]
@@ -394,129 +452,177 @@ class ManoFitter:
         aa = pose.reshape(H, 16, 3).copy()
         aa[:, 1:] += m.hands_mean
         R = _exp(aa)
-        pts, _ = m.forward(R, beta)
+        st = m.fk(R, beta)
         # Rigidly move the previous hand onto the new palm (handles fast global motion).
-        palm = _CANON[_PALM_CANON]
-        prev = pts[:, palm] + trans[:, None]
+        palm = _PALM_INT
+        prev = st.pts[:, palm] + trans[:, None]
         pc, tc = prev.mean(1, keepdims=True), T[:, palm].mean(1, keepdims=True)
         dR = _kabsch(prev - pc, T[:, palm] - tc)
         R[:, 0] = dR @ R[:, 0]
-        # The root rotates the hand about the rest wrist P_0: no second forward pass needed.
-        pts = pts[:, :1] + (pts - pts[:, :1]) @ np.swapaxes(dR, -1, -2)
+        # The root rotates the whole hand about the rest wrist P_0, so the forward state
+        # follows without a second pass: W <- dR W, points <- P_0 + dR (p - P_0).
+        dRT = np.swapaxes(dR, -1, -2)
+        P0 = st.P[:, :1]
+        W = dR[:, None] @ st.W
+        P = P0 + (st.P - P0) @ dRT
+        Y = P0[:, None] + (st.Y - P0[:, None]) @ dRT[:, None]
+        pts = P0 + (st.pts - P0) @ dRT
         trans = (T - pts)[:, palm].mean(1)
-        return R, beta, trans
+        return R, beta, trans, _FK(R, st.Jr, W, P, Y, pts)
 
-    def _residuals(self, m, R, beta, trans, T, uv, K, need_jac):
-        """Stacked weighted residuals [H, N] (mm-like units) and Jacobian [H, N, 61]."""
-        H = R.shape[0]
-        if need_jac:
-            pts, W, Jac = m.forward(R, beta, need_jac=True)
-        else:
-            pts, W = m.forward(R, beta)
-        cam = pts + trans[:, None]
-        res = []
-        jac = []
-        # wrist-relative 3D (mm)
-        rel = (cam - cam[:, :1]) - (T - T[:, :1])
-        res.append(self.w_rel * 1000.0 * rel[:, 1:].reshape(H, -1))
+    def _eval(self, m: _Model, st: _FK, beta, trans, T, uv, K):
+        """Stacked weighted residuals [H, N] (mm-like units) at the state ``st``.
+
+        Rows: wrist-relative 3D (60), absolute 3D (63), 2D (42, with ``uv``), finger pose
+        prior (45), betas prior (10).
+        """
+        H = T.shape[0]
+        nd = 165 if uv is not None else 123
+        r = np.empty((H, nd + 55))
+        d = st.pts + trans[:, None] - T
+        # wrist-relative 3D (mm): (cam_i - cam_0) - (T_i - T_0)
+        np.multiply(d[:, 1:] - d[:, :1], self.w_rel * 1000.0, out=r[:, :60].reshape(H, 20, 3))
         # absolute 3D (mm)
-        res.append(self.w_abs * 1000.0 * (cam - T).reshape(H, -1))
-        if need_jac:
-            Jfull = np.concatenate([Jac, np.broadcast_to(np.eye(3), (H, 21, 3, 3))], -1)
-            Jrel = Jfull[:, 1:] - Jfull[:, :1]
-            Jrel[..., 58:] = 0.0
-            jac.append(self.w_rel * 1000.0 * Jrel.reshape(H, 60, 61))
-            jac.append(self.w_abs * 1000.0 * Jfull.reshape(H, 63, 61))
-        if uv is not None and self.w_2d > 0:
-            h = cam @ K.T
+        np.multiply(d, self.w_abs * 1000.0, out=r[:, 60:123].reshape(H, 21, 3))
+        if uv is not None:
+            h = (st.pts + trans[:, None]) @ K.T
             z = np.maximum(h[..., 2:], 1e-3)
             proj = h[..., :2] / z
-            res.append(self.w_2d * (proj - uv).reshape(H, -1))
-            if need_jac:
-                # d(u, v)/d cam = (K[:2] - (u, v) K[2]) / z
-                dproj = (K[:2] - proj[..., None] * K[2]) / z[..., None]
-                J2 = dproj @ Jfull
-                jac.append(self.w_2d * J2.reshape(H, 42, 61))
+            np.multiply(proj - uv, self.w_2d, out=r[:, 123:165].reshape(H, 21, 2))
         # priors: finger pose towards the mean (rad), betas towards 0
-        aa = _log(R[:, 1:]) - m.hands_mean
-        res.append(self.w_pose * aa.reshape(H, 45))
-        res.append(self.w_shape * beta)
-        if need_jac:
-            Jp = np.zeros((H, 45, 61))
-            Jp[:, :, 3:48] = self.w_pose * np.eye(45)
-            Js = np.zeros((H, 10, 61))
-            Js[:, :, 48:58] = self.w_shape * np.eye(10)
-            jac += [Jp, Js]
-        r = np.concatenate(res, 1)
-        return (r, np.concatenate(jac, 1), pts) if need_jac else (r, None, pts)
+        aa = _log(st.R[:, 1:])
+        aa -= m.hands_mean
+        np.multiply(aa, self.w_pose, out=r[:, nd:nd + 45].reshape(H, 15, 3))
+        np.multiply(beta, self.w_shape, out=r[:, nd + 45:])
+        return r
+
+    def _normal(self, m: _Model, st: _FK, trans, r, uv, K):
+        """Gauss-Newton normal equations ``J^T J`` [H, 61, 61] and ``J^T r`` [H, 61]."""
+        H = r.shape[0]
+        nd = r.shape[1] - 55
+        Jf = m.jacobian(st)  # (H, 21, 3, 61)
+        Jd = np.empty((H, nd, 61))
+        Jrel = Jd[:, :60].reshape(H, 20, 3, 61)
+        np.subtract(Jf[:, 1:], Jf[:, :1], out=Jrel)
+        Jrel *= self.w_rel * 1000.0
+        Jd[:, :60, 58:] = 0.0
+        np.multiply(Jf.reshape(H, 63, 61), self.w_abs * 1000.0, out=Jd[:, 60:123])
+        if uv is not None:
+            # d(u, v)/d cam = (K[:2] - (u, v) K[2]) / z
+            h = (st.pts + trans[:, None]) @ K.T
+            z = np.maximum(h[..., 2:], 1e-3)
+            proj = h[..., :2] / z
+            dproj = (K[:2] - proj[..., None] * K[2]) * (self.w_2d / z[..., None])
+            np.matmul(dproj, Jf, out=Jd[:, 123:165].reshape(H, 21, 2, 61))
+        JdT = Jd.transpose(0, 2, 1)
+        JtJ = JdT @ Jd
+        # The priors' Jacobian is a constant diagonal (pose increments, betas).
+        JtJ.reshape(H, 61 * 61)[:, ::62] += self._prior_diag
+        g = (JdT @ r[:, :nd, None])[..., 0]
+        g[:, 3:48] += self.w_pose * r[:, nd:nd + 45]
+        g[:, 48:58] += self.w_shape * r[:, nd + 45:]
+        return JtJ, g
+
+    @staticmethod
+    def _solve(A: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """Solve the damped (symmetric positive definite) systems ``A x = g`` per hand."""
+        out = np.empty_like(g)
+        for i in range(A.shape[0]):
+            _, x, info = _posv(A[i], g[i], lower=0, overwrite_a=1, overwrite_b=0)
+            if info != 0:  # not numerically positive definite: general LU
+                x = np.linalg.solve(A[i], g[i])
+            out[i] = x
+        return out
 
     def _fit_side(self, m: _Model, X, uv, K, init, with_vertices):
         H = X.shape[0]
         T = X[:, _INV_CANON]  # canonical -> internal order (16 MANO joints, 5 tips)
-        uv_int = None if uv is None else uv[:, _INV_CANON]
+        uv_int = None if uv is None or self.w_2d <= 0 else uv[:, _INV_CANON]
         warm = np.array([p is not None for p in init])
-        R = np.empty((H, 16, 3, 3))
-        beta = np.empty((H, 10))
-        trans = np.empty((H, 3))
-        if (~warm).any():
-            c = np.flatnonzero(~warm)
-            R[c], beta[c], trans[c] = self._init_cold(m, T[c])
-        if warm.any():
-            w = np.flatnonzero(warm)
-            R[w], beta[w], trans[w] = self._init_warm(m, T[w], [init[i] for i in w])
+        if warm.all():
+            R, beta, trans, st = self._init_warm(m, T, init)
+        elif not warm.any():
+            R, beta, trans, st = self._init_cold(m, T)
+        else:
+            c, w = np.flatnonzero(~warm), np.flatnonzero(warm)
+            Rc, bc, tc, sc = self._init_cold(m, T[c])
+            Rw, bw, tw, sw = self._init_warm(m, T[w], [init[i] for i in w])
+            order = np.argsort(np.concatenate([c, w]))
+            R, beta, trans = (np.concatenate([Rc, Rw])[order], np.concatenate([bc, bw])[order],
+                              np.concatenate([tc, tw])[order])
+            st = _FK(*(np.concatenate([getattr(sc, f), getattr(sw, f)])[order]
+                       for f in _FK.__slots__))
         max_it = np.where(warm, self.iters_warm, self.iters_cold)
         iters = np.zeros(H, dtype=int)
         lam = np.full(H, 1e-3)
-        active = max_it > 0
-        r, Jm, pts = self._residuals(m, R, beta, trans, T, uv_int, K, True)
+        r = self._eval(m, st, beta, trans, T, uv_int, K)
         cost = (r * r).sum(1)
         if warm.any():
             # After fast motion the previous pose can be a worse start than the analytic one
             # (with the previous shape): try that when the warm start is far off.
-            err0 = np.linalg.norm(pts + trans[:, None] - T, axis=-1).mean(1) * 1000.0
+            err0 = np.linalg.norm(st.pts + trans[:, None] - T, axis=-1).mean(1) * 1000.0
             w = np.flatnonzero(warm & (err0 > self.reinit_mm))
             if w.size:
-                Rc, bc, tc = self._init_cold(m, T[w], beta[w].copy())
-                rc, Jc, pc = self._residuals(m, Rc, bc, tc, T[w],
-                                             None if uv_int is None else uv_int[w], K, True)
+                Rc, bc, tc, sc = self._init_cold(m, T[w], beta[w].copy())
+                rc = self._eval(m, sc, bc, tc, T[w], None if uv_int is None else uv_int[w], K)
                 cc = (rc * rc).sum(1)
                 sel = cc < cost[w]
-                sw = w[sel]
-                R[sw], beta[sw], trans[sw] = Rc[sel], bc[sel], tc[sel]
-                r[sw], Jm[sw], pts[sw], cost[sw] = rc[sel], Jc[sel], pc[sel], cc[sel]
-                max_it[sw] = self.iters_cold
+                if sel.any():
+                    sw = w[sel]
+                    R[sw], beta[sw], trans[sw] = Rc[sel], bc[sel], tc[sel]
+                    r[sw], cost[sw] = rc[sel], cc[sel]
+                    sc = sc.take(sel)
+                    for f in _FK.__slots__:
+                        getattr(st, f)[sw] = getattr(sc, f)
+                    st.R = R
+                    max_it[sw] = self.iters_cold
+        active = max_it > 0
+        pts = st.pts
+        if active.any():
+            JtJ, g = self._normal(m, st, trans, r, uv_int, K)
         for _ in range(int(max_it.max(initial=0))):
             a = np.flatnonzero(active)
             if a.size == 0:
                 break
-            Ja = Jm[a]
-            JaT = Ja.transpose(0, 2, 1)
-            JtJ = JaT @ Ja
-            g = (JaT @ r[a][..., None])[..., 0]
-            diag = np.einsum("hpp->hp", JtJ)
-            A = JtJ + (lam[a, None] * (diag + 1e-6))[..., None] * np.eye(61)
-            step = -np.linalg.solve(A, g[..., None])[..., 0]
-            Rn = R[a].copy()
-            Rn = Rn @ _exp(step[:, :48].reshape(-1, 16, 3))
-            bn = beta[a] + step[:, 48:58]
-            tn = trans[a] + step[:, 58:]
-            rn, Jn, pn = self._residuals(m, Rn, bn, tn, T[a],
-                                         None if uv_int is None else uv_int[a], K, True)
+            sub = slice(None) if a.size == H else a  # views while every hand is active
+            d = JtJ[sub].reshape(a.size, 61 * 61)[:, ::62]
+            A = JtJ[sub].copy()
+            A.reshape(a.size, 61 * 61)[:, ::62] += lam[sub, None] * (d + 1e-6)
+            step = self._solve(A, -g[sub])
+            Rn = R[sub] @ _exp(step[:, :48].reshape(-1, 16, 3))
+            bn = beta[sub] + step[:, 48:58]
+            tn = trans[sub] + step[:, 58:]
+            Ta, uva = T[sub], None if uv_int is None else uv_int[sub]
+            stn = m.fk(Rn, bn)
+            rn = self._eval(m, stn, bn, tn, Ta, uva, K)
             cn = (rn * rn).sum(1)
-            cost_prev = cost[a].copy()
+            cost_prev = cost[sub]
             better = cn < cost_prev
-            ok = a[better]
-            R[ok], beta[ok], trans[ok] = Rn[better], bn[better], tn[better]
-            r[ok], Jm[ok], cost[ok], pts[ok] = rn[better], Jn[better], cn[better], pn[better]
+            gain = np.where(better, (cost_prev - cn) / np.maximum(cost_prev, 1e-12), 1.0)
+            if better.all():
+                ok = a
+                R[sub], beta[sub], trans[sub] = Rn, bn, tn
+                r[sub], cost[sub], pts[sub] = rn, cn, stn.pts
+            else:
+                ok = a[better]
+                R[ok], beta[ok], trans[ok] = Rn[better], bn[better], tn[better]
+                r[ok], cost[ok], pts[ok] = rn[better], cn[better], stn.pts[better]
             lam[ok] = np.maximum(lam[ok] / 3.0, 1e-7)
             lam[a[~better]] *= 10.0
             iters[a] += 1
             # Converged: the accepted step changed the cost by < tol (relative) or the
             # damping has grown so large that no progress is possible.
-            gain = np.where(better, (cost_prev - cn) / np.maximum(cost_prev, 1e-12), 1.0)
             done = np.zeros(H, bool)
             done[a] = (better & (gain < self.tol)) | (~better & (lam[a] > 1e4))
             active &= ~done & (iters < max_it)
+            # Linearise again only where another step follows an accepted one.
+            nxt = better & active[a]
+            if nxt.all():
+                JtJ[sub], g[sub] = self._normal(m, stn, tn, rn, uva, K)
+            elif nxt.any():
+                i = a[nxt]
+                JtJ[i], g[i] = self._normal(m, stn.take(nxt), tn[nxt], rn[nxt],
+                                            None if uva is None else uva[nxt], K)
         cam = pts + trans[:, None]
         verts = m.vertices(R, beta) + trans[:, None] if with_vertices else None
         aa = _log(R)
@@ -538,4 +644,3 @@ class ManoFitter:
                                      reproj_px=float(reproj[i]),
                                      extras={"warm_start": bool(warm[i])}))
         return out
-
