@@ -3,15 +3,13 @@ on real hand images (../shared/data/real). Also checks the documented output con
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from hand_pose_core.weights import (WeightsUnavailableError, ensure_tflite, load_hand_landmark,
-                                    load_palm_detector)
+from hand_pose_core.weights import load_hand_landmark, load_palm_detector
 
 cv2 = pytest.importorskip("cv2")
 litert = pytest.importorskip("ai_edge_litert.interpreter",
@@ -23,17 +21,6 @@ needs_real = pytest.mark.skipif(
     reason=f"real hand footage not found at {REAL} (../shared/data/real); parity tests skipped")
 
 ATOL = 1e-3  # every output, absolute (pixel outputs included; see report for measured values)
-
-
-@pytest.fixture(scope="session")
-def tflite_paths() -> dict[str, Path]:
-    """The four source models from the normal cache (downloads the wheel at most once)."""
-    try:
-        return ensure_tflite(progress=False)
-    except WeightsUnavailableError as exc:
-        if os.environ.get("HAND_POSE_OFFLINE"):
-            pytest.skip(f"offline and the MediaPipe models are not cached: {exc}")
-        raise
 
 
 def _interpreter(path: Path):

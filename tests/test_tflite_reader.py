@@ -1,26 +1,12 @@
 """TFLite flatbuffer reading and conversion checks on the real MediaPipe models."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from hand_pose_core.models import HandLandmark, PalmDetector
-from hand_pose_core.weights import (ConversionError, TFLiteFormatError, WeightsUnavailableError,
-                                    convert_graph, convert_tflite, ensure_tflite, read_tflite)
-
-
-@pytest.fixture(scope="session")
-def tflite_paths() -> dict[str, Path]:
-    """The four source models from the normal cache (downloads the wheel at most once)."""
-    try:
-        return ensure_tflite(progress=False)
-    except WeightsUnavailableError as exc:
-        if os.environ.get("HAND_POSE_OFFLINE"):
-            pytest.skip(f"offline and the MediaPipe models are not cached: {exc}")
-        raise
+from hand_pose_core.weights import (ConversionError, TFLiteFormatError, convert_graph, convert_tflite,
+                                    read_tflite)
 
 
 def test_reads_palm_graph(tflite_paths):
