@@ -94,3 +94,43 @@ def test_sample_image_is_found_in_the_cache_without_fetching(tmp_path, monkeypat
     target.parent.mkdir(parents=True)
     target.write_bytes(b"jpeg bytes")
     assert builtin_sample_image(fetch=False) == target
+
+
+@pytest.mark.heavy
+def test_predict_and_run_end_to_end_on_real_footage(tmp_path, capsys):
+    """`hand-pose predict` on a real photo and `hand-pose run` on real video frames write
+    JSON with metric hands and overlays that decode again."""
+    import json
+
+    import cv2
+
+    photo, video = REAL / "hands.jpg", REAL / "asl_hand.25fps.mp4"
+    if not (photo.is_file() and video.is_file()):
+        pytest.skip(f"shared real footage not found at {REAL}")
+    out_json = tmp_path / "hands.json"
+    assert cli.main(["predict", str(photo), "--json", str(out_json), "--overlay", str(tmp_path / "ov"),
+                     "--K", "700,700,360,191"]) == 0
+    (result,) = json.loads(out_json.read_text())
+    assert len(result["hands"]) == 2
+    for hand in result["hands"]:
+        assert hand["calibrated"] is True and len(hand["joints_3d_cam_m"]) == 21
+        assert 0.1 < hand["joints_3d_cam_m"][0][2] < 3.0
+    overlay = cv2.imread(str(tmp_path / "ov" / "hands_hands.png"))
+    assert overlay is not None and overlay.shape == (382, 720, 3)
+
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    frames, _, _ = cli.iter_frames(video)
+    for i, frame in zip(range(6), frames):
+        cv2.imwrite(str(frames_dir / f"{i:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    out_jsonl, out_mp4 = tmp_path / "results.jsonl", tmp_path / "overlay.mp4"
+    assert cli.main(["run", str(frames_dir), "--output", str(out_jsonl), "--overlay", str(out_mp4), "--fps", "25"]) == 0
+    lines = [json.loads(line) for line in out_jsonl.read_text().splitlines()]
+    assert [line["frame"] for line in lines] == list(range(6))
+    assert all(len(line["hands"]) == 1 and line["hands"][0]["side"] == "right" for line in lines)
+    assert all(line["hands"][0]["calibrated"] is False for line in lines)  # no --K given
+    capture = cv2.VideoCapture(str(out_mp4))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+    ok, first = capture.read()
+    assert ok and first.shape == (1080, 620, 3)
+    capture.release()
