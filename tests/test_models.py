@@ -119,3 +119,18 @@ def test_onnx_export_dynamic_batch_random_weights(cls, variant, size, tmp_path):
     for g, w in zip(got, want):
         assert g.shape == tuple(w.shape)
         np.testing.assert_allclose(g, w.numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_export_friendly_prelu_equals_torch_prelu():
+    """layers.PReLU must give nn.PReLU's values for any slope (the palm model has slopes up to 12
+    and below 0), in float32 and float64, and keep nn.PReLU's parameter name for the converter."""
+    from hand_pose_core.models.layers import PReLU
+
+    torch.manual_seed(0)
+    act = PReLU(8)
+    with torch.no_grad():
+        act.weight.copy_(torch.tensor([-4.5, -0.3, 0.0, 0.25, 1.0, 2.0, 7.5, 12.2]))
+    assert [n for n, _ in act.named_parameters()] == ["weight"]
+    for dtype in (torch.float32, torch.float64):
+        x = torch.randn(2, 8, 5, 7, dtype=dtype) * 10
+        torch.testing.assert_close(act.to(dtype)(x), F.prelu(x, act.weight.to(dtype)))

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["tf_same_padding", "SameConv2d"]
+__all__ = ["tf_same_padding", "SameConv2d", "PReLU"]
 
 
 def tf_same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
@@ -41,3 +41,18 @@ class SameConv2d(nn.Conv2d):
             if top or bottom or left or right:
                 x = F.pad(x, (left, right, top, bottom))
         return super().forward(x)
+
+
+class PReLU(nn.PReLU):
+    """``nn.PReLU`` (same parameter, same values) computed as ``relu(x) + a * min(x, 0)``.
+
+    Why: ONNX Runtime's CPU ``PRelu`` kernel is slow and cannot stay in its blocked (NCHWc) conv
+    layout, so every PReLU costs two layout reorders. In this form the palm detector runs in
+    ~8.3 ms instead of ~11.4 ms (2 threads, this project's 2-core CPU) with outputs equal to
+    1e-4. (The shorter ``a * x + (1 - a) * relu(x)`` cancels catastrophically in fp16 for the
+    slopes up to 12 that the palm detector has.) Expects NCHW (or NC) input.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.weight.view(1, -1, *([1] * (x.dim() - 2)))
+        return torch.relu(x) + a * torch.clamp(x, max=0)

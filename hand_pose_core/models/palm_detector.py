@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import SameConv2d
+from .layers import PReLU, SameConv2d
 
 __all__ = ["PalmDetector", "PalmOutput", "PALM_VARIANTS"]
 
@@ -54,7 +54,7 @@ class PalmBlock(nn.Module):
             raise ValueError("a stride-1 palm block must keep the channel count")
         self.dw = SameConv2d(in_channels, in_channels, kernel_size, stride, groups=in_channels)
         self.pw = nn.Conv2d(in_channels, out_channels, 1)
-        self.act = nn.PReLU(out_channels)
+        self.act = PReLU(out_channels)
         self.stride = stride
         self.extra_channels = out_channels - in_channels
 
@@ -89,7 +89,7 @@ class TopDownLevel(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, depth: int = 2):
         super().__init__()
         self.proj = nn.Conv2d(in_channels, out_channels, 1)
-        self.act = nn.PReLU(out_channels)
+        self.act = PReLU(out_channels)
         self.blocks = nn.Sequential(*[PalmBlock(out_channels, out_channels) for _ in range(depth)])
 
     def forward(self, coarse: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
@@ -137,7 +137,7 @@ class PalmDetector(nn.Module):
         c = _STAGE_CHANNELS
         self.stem = nn.Sequential()
         self.stem.add_module("conv", SameConv2d(3, c[0], 5, stride=2))
-        self.stem.add_module("act", nn.PReLU(c[0]))
+        self.stem.add_module("act", PReLU(c[0]))
         self.stages = nn.ModuleList(
             [PalmStage(c[0], c[0], depth, downsample=False)]
             + [PalmStage(c[i - 1], c[i], depth, downsample=True) for i in range(1, 5)])
