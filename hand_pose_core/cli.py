@@ -10,12 +10,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-
+from hand_pose_core.frames import iter_frames, read_rgb
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -96,17 +94,6 @@ def _make_estimator(args, tracking: bool):
     )
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    import cv2
-
-    if not path.is_file():
-        raise FileNotFoundError(f"no such image: {path}")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f"cannot decode image {path} (not an image file, or corrupt)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 def _effective_K(K, image_rgb):
     from hand_pose_core.camera import resolve_intrinsics
 
@@ -129,7 +116,7 @@ def _cmd_predict(args) -> int:
     if args.overlay:
         args.overlay.mkdir(parents=True, exist_ok=True)
     for path in tqdm(args.images, desc="images", unit="img", disable=len(args.images) < 2):
-        image = _read_rgb(path)
+        image = read_rgb(path)
         hands = estimator(image, K)
         results.append({"image": str(path), "hands": [h.to_dict(args.with_mesh_json) for h in hands]})
         print(f"{path}: {len(hands)} hand(s)" + "".join(
@@ -143,36 +130,6 @@ def _cmd_predict(args) -> int:
         args.json.write_text(json.dumps(results, indent=1))
         print(f"wrote {args.json}")
     return 0
-
-
-def iter_frames(source: Path, fps: float | None = None) -> tuple[Iterator[np.ndarray], int, float]:
-    """(RGB frames, frame count or -1, frame rate) of a video file or an image folder."""
-    import cv2
-
-    if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise ValueError(f"folder {source} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        return (_read_rgb(p) for p in files), len(files), fps or 30.0
-    if not source.is_file():
-        raise FileNotFoundError(f"no such video or folder: {source}")
-    capture = cv2.VideoCapture(str(source))
-    if not capture.isOpened():
-        raise ValueError(f"cannot open video {source} (unsupported codec or not a video)")
-    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or -1
-    rate = fps or capture.get(cv2.CAP_PROP_FPS) or 30.0
-
-    def frames():
-        try:
-            while True:
-                ok, bgr = capture.read()
-                if not ok:
-                    return
-                yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        finally:
-            capture.release()
-
-    return frames(), count, rate
 
 
 def _cmd_run(args) -> int:

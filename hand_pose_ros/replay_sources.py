@@ -9,20 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import cv2
 import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from hand_pose_core.frames import (DEFAULT_IMAGE_RATE_HZ, IMAGE_SUFFIXES, FrameSourceError, image_files,
+                                   iter_video_rgb, read_rgb, video_rate_hz)
 from hand_pose_ros.image_conv import rgb_to_compressed_msg, rgb_to_image_msg
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
 BAG_SUFFIXES = {".mcap", ".db3"}
-DEFAULT_STILL_RATE_HZ = 30.0
 
-
-class ReplaySourceError(ValueError):
-    """A replay source that cannot be opened or read."""
+# A replay source that cannot be opened or read: the core's error for unreadable frame sources.
+ReplaySourceError = FrameSourceError
 
 
 @dataclass
@@ -36,20 +34,13 @@ def _to_msg(rgb: np.ndarray, compressed: bool):
     return rgb_to_compressed_msg(rgb) if compressed else rgb_to_image_msg(rgb)
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ReplaySourceError(f"cannot read image {path} (missing, unreadable or not an image)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 class StillImageSource:
     """One image, published over and over (the message is built once)."""
 
     def __init__(self, path: Path, compressed: bool = False) -> None:
         self.path = path
-        self.native_rate_hz = DEFAULT_STILL_RATE_HZ
-        self._msg = _to_msg(_read_rgb(path), compressed)
+        self.native_rate_hz = DEFAULT_IMAGE_RATE_HZ
+        self._msg = _to_msg(read_rgb(path), compressed)
 
     def __iter__(self) -> Iterator[ReplayFrame]:
         yield ReplayFrame(self._msg)
@@ -59,43 +50,26 @@ class FolderSource:
     """The images of a folder in name order, decoded as they are published."""
 
     def __init__(self, path: Path, compressed: bool = False) -> None:
-        self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not self.files:
-            raise ReplaySourceError(f"folder {path} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        self.native_rate_hz = DEFAULT_STILL_RATE_HZ
+        self.files = image_files(path)
+        self.native_rate_hz = DEFAULT_IMAGE_RATE_HZ
         self._compressed = compressed
 
     def __iter__(self) -> Iterator[ReplayFrame]:
         for f in self.files:
-            yield ReplayFrame(_to_msg(_read_rgb(f), self._compressed))
+            yield ReplayFrame(_to_msg(read_rgb(f), self._compressed))
 
 
 class VideoSource:
     """A video file decoded with OpenCV, at its own frame rate unless a rate is given."""
 
     def __init__(self, path: Path, compressed: bool = False) -> None:
-        cap = cv2.VideoCapture(str(path))
-        if not cap.isOpened():
-            raise ReplaySourceError(f"cannot open video {path} (missing file or codec)")
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        ok, _ = cap.read()
-        cap.release()
-        if not ok:
-            raise ReplaySourceError(f"video {path} has no decodable frame")
         self.path = path
-        self.native_rate_hz = fps if np.isfinite(fps) and 0 < fps < 1000 else DEFAULT_STILL_RATE_HZ
+        self.native_rate_hz = video_rate_hz(path)  # also checks that it opens and decodes
         self._compressed = compressed
 
     def __iter__(self) -> Iterator[ReplayFrame]:
-        cap = cv2.VideoCapture(str(self.path))
-        try:
-            while True:
-                ok, bgr = cap.read()
-                if not ok:
-                    return
-                yield ReplayFrame(_to_msg(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self._compressed))
-        finally:
-            cap.release()
+        for rgb in iter_video_rgb(self.path):
+            yield ReplayFrame(_to_msg(rgb, self._compressed))
 
 
 class BagSource:
@@ -129,7 +103,7 @@ class BagSource:
         infos = [t for t, ty in conns.items() if ty == "sensor_msgs/msg/CameraInfo"]
         sibling = self.image_topic.rsplit("/", 1)[0] + "/camera_info"
         self.info_topic = sibling if sibling in infos else (infos[0] if len(infos) == 1 else None)
-        self.native_rate_hz = DEFAULT_STILL_RATE_HZ  # bags replay at their recorded timing
+        self.native_rate_hz = DEFAULT_IMAGE_RATE_HZ  # bags replay at their recorded timing
 
     def __iter__(self) -> Iterator[ReplayFrame]:
         from rclpy.serialization import deserialize_message

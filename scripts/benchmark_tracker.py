@@ -30,22 +30,6 @@ REAL = ROOT.parent / "shared" / "data" / "real"
 STAGES = ("palm", "landmark", "metric3d", "mano", "total")
 
 
-def load_video(path: Path) -> list[np.ndarray]:
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    cap.release()
-    if not frames:
-        raise ValueError(f"could not decode any frame from {path}")
-    return frames
-
-
 def letterbox_to(frame: np.ndarray, width: int = 640, height: int = 480) -> np.ndarray:
     """Scale to fit inside width x height (aspect kept, INTER_AREA) and centre on black."""
     import cv2
@@ -159,12 +143,14 @@ def main(argv=None) -> int:
 
     import torch
 
+    from hand_pose_core.frames import read_video_rgb
+
     torch.set_num_threads(args.threads)
     if not args.video.is_file():
         print(f"video not found: {args.video} (the shared real footage, ../shared/data/real)",
               file=sys.stderr)
         return 2
-    native = load_video(args.video)
+    native = read_video_rgb(args.video)
     frames = [letterbox_to(f) for f in native[: args.frames]]
     h0, w0 = native[0].shape[:2]
     print(f"frames: {len(frames)} of {len(native)} ({w0}x{h0} letterboxed to 640x480), "

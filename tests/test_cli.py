@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from hand_pose_core import cli
+from hand_pose_core.frames import FrameSourceError, iter_frames, read_rgb, read_video_rgb
 from hand_pose_core.overlay import draw_hands
 from hand_pose_core.samples import SampleUnavailableError, builtin_sample_image
 from hand_pose_core.types import Hand
@@ -57,22 +58,29 @@ def test_iter_frames_reads_image_folder_and_rejects_bad_sources(tmp_path):
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"{i:03d}.png"), np.full((8, 10, 3), i * 40, np.uint8))
     (tmp_path / "notes.txt").write_text("ignored")
-    frames, count, rate = cli.iter_frames(tmp_path, fps=12)
+    frames, count, rate = iter_frames(tmp_path, fps=12)
     frames = list(frames)
     assert count == 3 and rate == 12 and frames[2].shape == (8, 10, 3) and frames[2][0, 0, 0] == 80
     with pytest.raises(FileNotFoundError):
-        cli.iter_frames(tmp_path / "missing.mp4")
+        iter_frames(tmp_path / "missing.mp4")
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video at all")
     with pytest.raises(ValueError, match="cannot open video"):
-        cli.iter_frames(bad)
+        iter_frames(bad)
+    with pytest.raises(FrameSourceError, match="cannot open video"):
+        read_video_rgb(bad)
+    with pytest.raises(FrameSourceError, match="cannot read image"):
+        read_rgb(bad)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FrameSourceError, match="holds no images"):
+        iter_frames(tmp_path / "empty")
 
 
 def test_iter_frames_decodes_the_real_video():
     video = REAL / "asl_hand.25fps.mp4"
     if not video.is_file():
         pytest.skip(f"shared real footage not found at {REAL}")
-    frames, count, rate = cli.iter_frames(video)
+    frames, count, rate = iter_frames(video)
     first = next(frames)
     assert count == 325 and abs(rate - 25) < 0.01
     assert first.shape == (1080, 620, 3) and first.dtype == np.uint8
@@ -120,7 +128,7 @@ def test_predict_and_run_end_to_end_on_real_footage(tmp_path, capsys):
 
     frames_dir = tmp_path / "frames"
     frames_dir.mkdir()
-    frames, _, _ = cli.iter_frames(video)
+    frames, _, _ = iter_frames(video)
     for i, frame in zip(range(6), frames):
         cv2.imwrite(str(frames_dir / f"{i:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     out_jsonl, out_mp4 = tmp_path / "results.jsonl", tmp_path / "overlay.mp4"

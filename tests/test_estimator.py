@@ -14,6 +14,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 torch = pytest.importorskip("torch")
 
+from hand_pose_core.frames import read_video_rgb  # noqa: E402
 from hand_pose_core.pipeline.estimator import HandPoseEstimator  # noqa: E402
 from hand_pose_core.types import Hand  # noqa: E402
 
@@ -55,14 +56,7 @@ def video():
     """(frames RGB list, reference landmarks [N, 21, 3] in pixel-centre coordinates)."""
     if not (REAL / "asl_hand.25fps.mp4").is_file():
         pytest.skip(f"real hand footage not found at {REAL} (../shared/data/real)")
-    cap = cv2.VideoCapture(str(REAL / "asl_hand.25fps.mp4"))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    cap.release()
+    frames = read_video_rgb(REAL / "asl_hand.25fps.mp4")
     ref = np.array(json.loads((REAL / "asl_hand.full.json").read_text()), np.float64)
     assert len(frames) == ref.shape[0] == 325
     # the reference is MediaPipe's continuous convention (pixel i spans [i, i+1)); ours has
