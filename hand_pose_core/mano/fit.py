@@ -172,6 +172,11 @@ class _FK:
         return _FK(self.R[idx], self.Jr[idx], self.W[idx], self.P[idx], self.Y[idx],
                    self.pts[idx])
 
+    def put(self, idx, other: "_FK") -> None:
+        """Write ``other``'s hands into rows ``idx`` of this state, in place."""
+        for f in self.__slots__:
+            getattr(self, f)[idx] = getattr(other, f)
+
 
 class _Model:
     """Numpy arrays of one side's model, prepared for the joints-only path."""
@@ -572,9 +577,7 @@ class ManoFitter:
                     sw = w[sel]
                     R[sw], beta[sw], trans[sw] = Rc[sel], bc[sel], tc[sel]
                     r[sw], cost[sw] = rc[sel], cc[sel]
-                    sc = sc.take(sel)
-                    for f in _FK.__slots__:
-                        getattr(st, f)[sw] = getattr(sc, f)
+                    st.put(sw, sc.take(sel))
                     st.R = R
                     max_it[sw] = self.iters_cold
         active = max_it > 0
@@ -612,9 +615,7 @@ class ManoFitter:
                 ok = a[better]
                 R[ok], beta[ok], trans[ok] = Rn[better], bn[better], tn[better]
                 r[ok], cost[ok] = rn[better], cn[better]
-                acc = stn.take(better)
-                for f in _FK.__slots__:
-                    getattr(st, f)[ok] = getattr(acc, f)
+                st.put(ok, stn.take(better))
                 st.R = R
                 lam[ok] = np.maximum(lam[ok] / 3.0, 1e-7)
                 lam[a[~better]] *= 10.0
