@@ -34,10 +34,13 @@ setup(
         "rosbags",
         "pyyaml",
         "platformdirs",
+        "onnxscript",
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout", "ai-edge-litert"],
-        "train": ["torchvision", "tensorboard"],
+        "test": ["pytest", "pytest-timeout", "ai-edge-litert", "colcon-common-extensions"],
+        # training: offscreen renderer (synthetic data), diffusion schedulers, differentiable
+        # silhouettes (S2HAND), TensorBoard
+        "train": ["torchvision", "tensorboard", "moderngl", "diffusers", "deodr"],
     },
     zip_safe=True,
     maintainer="hand_pose_ros maintainers",

@@ -33,6 +33,10 @@ class Hand:
         handedness_score: probability that the hand is ``side`` (0.5..1).
         roi: rotated hand region as (cx_px, cy_px, size_px, rotation_rad), used for tracking.
         world_m: (21, 3) float32 hand-centred metric landmarks from the landmark network.
+        joints_std_m: (21,) float32 per-joint uncertainty in metres (spread of the hypotheses of
+            a sampling model such as the diffusion lift), or None when the model gives none.
+        depth_used: True when an aligned depth image set this hand's distance (RGB-D fusion);
+            False when it was placed from RGB alone.
     """
 
     side: str
@@ -48,6 +52,8 @@ class Hand:
     handedness_score: float = 1.0
     roi: tuple[float, float, float, float] | None = None
     world_m: np.ndarray | None = None
+    joints_std_m: np.ndarray | None = None
+    depth_used: bool = False
     extras: dict = field(default_factory=dict)
 
     def to_dict(self, with_mesh: bool = False) -> dict:
@@ -66,6 +72,8 @@ class Hand:
             "mano_pose": as_list(self.pose),
             "mano_shape": as_list(self.shape),
             "mano_trans_m": as_list(self.trans),
+            "joints_std_m": as_list(self.joints_std_m),
+            "depth_used": bool(self.depth_used),
         }
         if with_mesh:
             out["vertices_cam_m"] = as_list(self.vertices)
