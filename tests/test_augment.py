@@ -253,3 +253,17 @@ def test_geometry_keeps_depth_values_and_refuses_nothing_silently():
     out = apply_geometry(s, M, R, 100)
     vals = set(np.unique(out["depth_m"])) - {0.0}
     assert vals <= set(np.unique(s["depth_m"]))  # nearest neighbour: no blended depths
+
+
+def test_side_option_mirrors_other_side_only():
+    s = make_sample(6)
+    tf = build_transform({"crop_size": 96, "upright": False, "side": "left"}, train=False)
+    out = tf(s)
+    assert out["side"] == "left"
+    check_consistent(out, 96, check_pixels=True)
+    ref = build_transform({"crop_size": 96, "upright": False}, train=False)(s)
+    np.testing.assert_allclose(out["joints_cam_m"], ref["joints_cam_m"] * [-1, 1, 1], atol=1e-7)
+    left = dict(s, side="left")
+    np.testing.assert_array_equal(tf(left)["image"], ref["image"])  # already left: untouched
+    with pytest.raises(ValueError, match="exclude"):
+        build_transform({"side": "right", "flip_prob": 0.5})

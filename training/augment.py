@@ -35,6 +35,7 @@ Options (``cfg`` keys; unknown keys are an error; defaults in :data:`DEFAULTS`):
 | ``trans_jitter`` | 0.1 | crop centre + U(-j, j) x side, per axis of the crop |
 | ``rot_deg`` | 20 | in-plane rotation U(-r, r) degrees (180 = any) |
 | ``flip_prob`` | 0.0 | horizontal flip (the hand becomes the other side: enable only for models that handle both) |
+| ``side`` | None | 'right' or 'left': mirror every hand of the other side (train and eval), e.g. for a right-hand MANO model; excludes ``flip_prob`` |
 | ``color_prob`` / ``brightness`` / ``contrast`` / ``saturation`` / ``hue_deg`` | 0.8 / 0.3 / 0.3 / 0.3 / 8 | colour jitter |
 | ``blur_prob`` / ``blur_sigma_max`` | 0.2 / 1.5 | Gaussian blur |
 | ``motion_blur_prob`` / ``motion_blur_max_px`` | 0.1 / 9 | motion blur |
@@ -70,6 +71,7 @@ DEFAULTS: dict = {
     "trans_jitter": 0.1,
     "rot_deg": 20.0,
     "flip_prob": 0.0,
+    "side": None,
     "color_prob": 0.8,
     "brightness": 0.3,
     "contrast": 0.3,
@@ -122,6 +124,10 @@ def _check_cfg(cfg: dict | None) -> dict:
             raise ValueError(f"{key} must be a probability in [0, 1], got {out[key]}")
     if not 0.0 <= float(out["scale_jitter"]) < 1.0:
         raise ValueError(f"scale_jitter must be in [0, 1), got {out['scale_jitter']}")
+    if out["side"] not in (None, "left", "right"):
+        raise ValueError(f"side must be None, 'left' or 'right', got {out['side']!r}")
+    if out["side"] is not None and float(out["flip_prob"]) > 0:
+        raise ValueError("side (mirror hands to one side) and flip_prob (random flips) exclude each other")
     lo, hi = (float(x) for x in out["clutter_size"])
     if not 0 < lo <= hi:
         raise ValueError(f"clutter_size must be [min, max] with 0 < min <= max, got {out['clutter_size']}")
@@ -163,6 +169,8 @@ class SampleTransform:
             centre = centre + np.array([ca * shift[0] + sa * shift[1], -sa * shift[0] + ca * shift[1]])
             angle += math.radians(rng.uniform(-c["rot_deg"], c["rot_deg"]))
             flip = bool(rng.random() < c["flip_prob"])
+        if c["side"] is not None:
+            flip = sample["side"] != c["side"]
         return CropGeometry(centre_q=centre, side_q=side, angle_rad=angle, flip=flip)
 
     def __call__(self, sample: dict, rng: np.random.Generator | int | None = None) -> dict:
@@ -217,7 +225,9 @@ class AugmentedDataset:
     """A map-style dataset (``torch.utils.data.Dataset`` protocol) of transformed samples.
 
     Item ``i`` of epoch ``e`` is ``transform(base[i], sample_rng(seed, e, i))``: the same bits in
-    any worker, any number of workers, and after a resume. Call :meth:`set_epoch` every epoch.
+    any worker, any number of workers, and after a resume. Call :meth:`set_epoch` every epoch
+    (with ``DataLoader(persistent_workers=True)`` the workers keep the epoch they were started
+    with: leave it False, or build the loader again each epoch).
     """
 
     def __init__(self, base, transform: SampleTransform, seed: int = 0):

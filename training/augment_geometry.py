@@ -124,34 +124,53 @@ def crop_affine(geom: CropGeometry, K: np.ndarray, size_px: int) -> tuple[np.nda
     return M, R
 
 
-def _transform_mano(out: dict, sample: dict, R: np.ndarray, flipped: bool) -> None:
-    pose = sample.get("mano_pose")
-    trans = sample.get("mano_trans")
-    wrist = np.asarray(sample["joints_cam_m"], np.float64)[0]
-    if flipped:
-        # X' = R X with R = FLIP @ Rz = (FLIP Rz FLIP) @ FLIP: mirror first, then rotate.
-        rot = R @ _FLIP3
-        wrist = wrist * np.array([-1.0, 1.0, 1.0])
-    else:
-        rot = R
+def rotate_mano(pose, trans, wrist, rot: np.ndarray):
+    """MANO parameters of the hand after the proper rotation ``X' = rot X`` of the camera frame.
+
+    ``pose`` (48,) axis-angle (global first) or None; ``trans`` (3,) or None; ``wrist`` (3,) the
+    posed wrist (MANO root joint + trans) before the rotation. Returns (pose', trans'), where
+    ``trans' = rot w - w + trans`` (MANO rotates about its root joint). ``trans'`` is None when
+    it cannot be computed (no finite wrist).
+    """
+    rot = np.asarray(rot, np.float64)
+    out_pose = out_trans = None
     if pose is not None:
         p = np.asarray(pose, np.float64).reshape(16, 3).copy()
-        if flipped:
-            p[:, 1:] *= -1.0
         g = Rotation.from_rotvec(p[0]).as_matrix()
         p[0] = Rotation.from_matrix(rot @ g).as_rotvec()
-        out["mano_pose"] = p.reshape(48).astype(np.float32)
+        out_pose = p.reshape(48).astype(np.float32)
     if trans is not None:
-        t = np.asarray(trans, np.float64).copy()
-        if flipped:
-            t[0] = -t[0]
+        t = np.asarray(trans, np.float64)
+        w = np.asarray(wrist, np.float64)
         if np.allclose(rot, np.eye(3)):
-            out["mano_trans"] = t.astype(np.float32)
-        elif np.all(np.isfinite(wrist)):
-            t = rot @ wrist - wrist + t
-            out["mano_trans"] = t.astype(np.float32)
-        else:  # no 3D wrist: the translation cannot follow a rotation
-            out["mano_trans"] = None
+            out_trans = t.astype(np.float32)
+        elif np.all(np.isfinite(w)):
+            out_trans = (rot @ w - w + t).astype(np.float32)
+    return out_pose, out_trans
+
+
+def mirror_mano(pose, trans):
+    """MANO parameters of the mirrored hand (x -> -x; the other side's MANO model):
+    axis-angles ``(x, y, z) -> (x, -y, -z)`` for every joint, ``trans`` x negated."""
+    p = None if pose is None else (np.asarray(pose, np.float64).reshape(16, 3) * [1.0, -1.0, -1.0]).reshape(48)
+    t = None if trans is None else np.asarray(trans, np.float64) * [-1.0, 1.0, 1.0]
+    return p, t
+
+
+def _transform_mano(out: dict, sample: dict, R: np.ndarray, flipped: bool) -> None:
+    pose, trans = sample.get("mano_pose"), sample.get("mano_trans")
+    wrist = np.asarray(sample["joints_cam_m"], np.float64)[0]
+    rot = R
+    if flipped:
+        # R = FLIP @ Rz = (FLIP Rz FLIP) @ FLIP: mirror first, then the rotation R @ FLIP.
+        pose, trans = mirror_mano(pose, trans)
+        wrist = wrist * np.array([-1.0, 1.0, 1.0])
+        rot = R @ _FLIP3
+    pose, trans = rotate_mano(pose, trans, wrist, rot)
+    if sample.get("mano_pose") is not None:
+        out["mano_pose"] = pose
+    if sample.get("mano_trans") is not None:
+        out["mano_trans"] = trans  # None: no 3D wrist, the translation cannot follow a rotation
 
 
 def apply_geometry(sample: dict, M: np.ndarray, R: np.ndarray, size_px: int, *,
