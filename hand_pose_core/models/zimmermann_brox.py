@@ -173,8 +173,8 @@ def crop_images(images: torch.Tensor, boxes: torch.Tensor, crop_size: int) -> to
 def decode_score_maps(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Score maps (B, J, h, w) -> (uv (B, J, 2) in map pixels, peak score (B, J)).
 
-    Arg-max, refined to sub-pixel by the centroid of the positive scores in its 3x3
-    neighbourhood."""
+    Arg-max, refined to sub-pixel by a parabola through the log-scores of the peak and its two
+    neighbours along each axis (exact for a Gaussian peak; clamped to +-0.5 px)."""
     B, J, h, w = maps.shape
     flat = maps.reshape(B, J, h * w)
     peak, idx = flat.max(-1)
@@ -185,10 +185,16 @@ def decode_score_maps(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     ys = (py[..., None, None] + 1 + offs[None, None, :, None]).expand(B, J, 3, 3)
     xs = (px[..., None, None] + 1 + offs[None, None, None, :]).expand(B, J, 3, 3)
     lin = (ys * (w + 2) + xs).reshape(B, J, 9)
-    nb = pad.reshape(B, J, -1).gather(-1, lin).reshape(B, J, 3, 3).clamp_min(0)
-    tot = nb.sum((-1, -2)).clamp_min(1e-12)
-    dy = (nb.sum(-1) * offs).sum(-1) / tot
-    dx = (nb.sum(-2) * offs).sum(-1) / tot
+    nb = pad.reshape(B, J, -1).gather(-1, lin).reshape(B, J, 3, 3)
+    lg = torch.log(nb.clamp_min(1e-6))
+
+    def vertex(a, c, b):  # parabola through (-1, a), (0, c), (1, b)
+        den = a - 2 * c + b
+        d = torch.where(den < -1e-9, 0.5 * (a - b) / den.clamp(max=-1e-9), torch.zeros_like(den))
+        return d.clamp(-0.5, 0.5)
+
+    dx = vertex(lg[..., 1, 0], lg[..., 1, 1], lg[..., 1, 2])
+    dy = vertex(lg[..., 0, 1], lg[..., 1, 1], lg[..., 2, 1])
     uv = torch.stack([px.to(maps.dtype) + dx, py.to(maps.dtype) + dy], -1)
     return uv, peak
 
