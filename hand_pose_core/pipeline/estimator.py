@@ -8,7 +8,9 @@ Stages per frame (times in ``last_timings_ms``):
    landmarks back to the image; drop crops whose presence is below the threshold. Crops that
    were badly framed (new palm ROIs, fast motion) are re-made from their own landmarks and
    re-run as a second batch (``refine_passes``).
-3. ``metric3d``: place the network's hand-centred metric landmarks in the camera frame
+3. ``lifter`` (only with a trained ``model``/``checkpoint``): the lifter of :mod:`.lifters`
+   replaces the world landmarks by its own wrist-relative 3D (and, with ``lifter_2d``, the 2D).
+   ``metric3d``: place the hand-centred metric landmarks in the camera frame
    from the 2D joints and K (:mod:`.metric3d`).
 4. ``mano``: fit MANO to the placed joints (optional), giving pose/shape/trans and the mesh.
 
@@ -27,7 +29,8 @@ from ..types import Hand
 from .handedness import side_from_handedness
 from .landmarks import crop_to_image_landmarks, is_present, rotate_world_to_image
 from .palm_decoding import decode_palm_detections, unletterbox_detections
-from .roi import Roi, crop_roi, landmarks_to_roi, letterbox, palm_to_roi
+from .roi import (Roi, apply_affine, crop_roi, invert_affine, landmarks_to_roi, letterbox,
+                  palm_to_roi)
 from .anchors import PALM_INPUT_SIZE_PX
 
 # a new detection whose ROI overlaps a tracked hand's ROI this much is that hand
@@ -101,6 +104,8 @@ class _Track:
     from_palm: bool = False
     mano_init: object = None  # previous ManoParams (warm start), for side mano_side
     mano_side: str = ""
+    lift_uv: object = None  # the lifter's 2D joints (image px) when they replace the landmarks
+    lift_std: object = None  # the lifter's per-joint uncertainty (m), if any
     scale_px: float = 0.0
     filters: dict = field(default_factory=dict)
 
@@ -126,6 +131,13 @@ class HandPoseEstimator:
             0 gives MediaPipe's behaviour; 1 (default) halves the static-image distance to
             MediaPipe's tracked reference landmarks of the shared video (3.4 -> 1.6 px median),
             at the cost of a second landmark batch on frames with new detections.
+        model: 'mediapipe' (default: MediaPipe's world landmarks give the 3D) or the name of a
+            trained model ('mano_regressor', 'zimmermann_brox', ...) whose model file
+            ``checkpoint`` supplies the wrist-relative 3D instead (:mod:`.lifters`; a missing or
+            corrupt file raises :class:`~hand_pose_core.models.checkpoint.CheckpointError`).
+        checkpoint: model file (safetensors written by training) for a trained ``model``.
+        lifter_2d: report and place with the trained model's own 2D joints instead of the
+            landmark network's (crops and tracking still follow the landmark network).
 
     ``__call__`` returns :class:`~hand_pose_core.types.Hand` objects, highest presence first.
     ``joints_2d`` use the OpenCV/ROS pixel convention (pixel centres at integer coordinates).
@@ -141,7 +153,8 @@ class HandPoseEstimator:
                  min_presence_score: float = 0.5, nms_iou: float = 0.3, mirrored: bool = False,
                  tracking: bool = True, smoothing: bool = False, smoothing_min_cutoff: float = 1.0,
                  smoothing_beta: float = 10.0, fit_mano: bool = True, with_mesh: bool = True,
-                 mano_root: str | None = None, refine_passes: int = 1) -> None:
+                 mano_root: str | None = None, refine_passes: int = 1, model: str = "mediapipe",
+                 checkpoint: str | None = None, lifter_2d: bool = False) -> None:
         if (not isinstance(max_hands, (int, np.integer)) or isinstance(max_hands, bool)
                 or max_hands < 1):
             raise ValueError(f"max_hands must be a positive integer, got {max_hands!r}")
@@ -172,6 +185,18 @@ class HandPoseEstimator:
             from .smoothing import OneEuroFilter
 
             OneEuroFilter(self.smoothing_min_cutoff, self.smoothing_beta)
+
+        self.model = str(model)
+        self.lifter_2d = bool(lifter_2d)
+        self._lifter = None
+        if self.model == "mediapipe":
+            if checkpoint:
+                raise ValueError("checkpoint is only used with a trained model (model='mano_regressor', "
+                                 "'zimmermann_brox', ...); model='mediapipe' uses the built-in networks")
+        else:
+            from .lifters import load_lifter
+
+            self._lifter = load_lifter(checkpoint, device=device, expected_model=self.model)
 
         self._palm = _create_runner("palm", backend, variant, device, precision)
         self._landmark = _create_runner("landmark", backend, variant, device, precision)
@@ -241,6 +266,11 @@ class HandPoseEstimator:
             results = self._dedup(self._track_landmarks(image_rgb, candidates))
             timings["landmark"] = (time.perf_counter() - t0) * 1e3
 
+        if self._lifter is not None and results:
+            t0 = time.perf_counter()
+            results = self._lift(image_rgb, results)
+            timings["lifter"] = (time.perf_counter() - t0) * 1e3
+
         hands: list[Hand] = []
         new_tracks: list[_Track] = []
         placed = []
@@ -248,7 +278,7 @@ class HandPoseEstimator:
         from .metric3d import place_hand_in_camera
 
         for c, presence, joints_px, world_m in results:
-            uv = joints_px[:, :2]
+            uv = joints_px[:, :2] if c.lift_uv is None else c.lift_uv
             if self.smoothing and self.tracking:
                 uv, world_m = self._smooth(c, uv, world_m, t_s)
             try:
@@ -275,7 +305,7 @@ class HandPoseEstimator:
             hand = Hand(side=side, score=presence, joints_2d=np.asarray(uv, np.float32),
                         joints_3d=joints_3d, calibrated=bool(calibrated),
                         handedness_score=float(side_score), roi=tuple(float(v) for v in c.roi),
-                        world_m=np.asarray(world_m, np.float32))
+                        world_m=np.asarray(world_m, np.float32), joints_std_m=c.lift_std)
             hand.extras["reproj_err_px"] = float(placement.reproj_err_px)
             hand.extras["z_rel_px"] = np.asarray(joints_px[:, 2], np.float32)
             if fit is not None:
@@ -329,6 +359,30 @@ class HandPoseEstimator:
                 (1 - HANDEDNESS_EMA) * c.p_right + HANDEDNESS_EMA * p)
             out.append((c, presence, joints_px, world_m))
         return out
+
+    def _lift(self, image_rgb: np.ndarray, results):
+        """Run the trained lifter on crops of the hands' ROIs: its wrist-relative 3D (crop axes)
+        replaces the world landmarks, rotated to the image axes like MediaPipe's."""
+        S = self._lifter.crop_size_px
+        crops, uv_crop, affines = [], [], []
+        for c, _presence, joints_px, _world in results:
+            crop, a = crop_roi(image_rgb, c.roi, S)
+            crops.append(crop)
+            affines.append(a)
+            uv_crop.append(apply_affine(invert_affine(a), joints_px[:, :2]))
+        kw = {}
+        if getattr(self._lifter, "wants_sides", False):
+            # the side as it looks in the crop (not the person's hand in a mirrored image)
+            kw["sides"] = [side_from_handedness(c.p_right, False)[0] for c, *_ in results]
+        out = self._lifter(np.stack(crops), np.asarray(uv_crop, np.float32), None, **kw)
+        lifted = []
+        for k, (c, presence, joints_px, _world) in enumerate(results):
+            c.lift_uv = apply_affine(affines[k], out.joints_2d_crop_px[k]) if self.lifter_2d else None
+            c.lift_std = (None if out.joints_std_m is None
+                          else np.asarray(out.joints_std_m[k], np.float32))
+            world = rotate_world_to_image(out.joints_rel_m[k], c.roi)
+            lifted.append((c, presence, joints_px, world))
+        return lifted
 
     @staticmethod
     def _dedup(results):
