@@ -5,6 +5,7 @@ one process with the same global batch, corrupt checkpoints refused.
 The task/dataset/model are the small real ones of ``tests/training_toy.py``."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -13,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -84,7 +86,10 @@ def losses(stdout: str) -> list[float]:
 def test_smoke_run_loss_falls_and_writes_a_loadable_model(tmp_path, capsys):
     from hand_pose_core.models.checkpoint import load_model
 
-    cfg = toy_config(tmp_path, "smoke", steps=60, log={"interval": 10, "image_interval": 30, "progress": False})
+    cfg = toy_config(tmp_path, "smoke", steps=60, log={"interval": 10, "image_interval": 30, "progress": False},
+                     data={"name": "toy_hands", "transform": False, "crop_size": 32, "batch_size": 8, "workers": 0,
+                           "options": {"length": 64}, "val_split": "val", "val_options": {"length": 24}},
+                     eval={"interval": 30})
     rc, out, err = train_here(cfg, capsys)
     assert rc == 0, out + err
     ls = losses(out)
@@ -102,6 +107,9 @@ def test_smoke_run_loss_falls_and_writes_a_loadable_model(tmp_path, capsys):
     assert {"train/loss", "train/lr", "train/loss/joints_2d", "perf/images_per_s"} <= set(tags["scalars"])
     assert [e.step for e in acc.Scalars("train/loss")] == [10, 20, 30, 40, 50, 60]
     assert "train/predictions" in tags["images"]
+    assert [e.step for e in acc.Scalars("val/pa_mpjpe_mm")] == [30, 60]
+    val = json.loads((run / "val_metrics.json").read_text())
+    assert val["n_samples"] == 24 and val["pa_mpjpe_mm"] > 0
     import tests.training_toy  # noqa: F401  (registers the toy model for load_model)
 
     model, meta = load_model(run / "model.safetensors")
@@ -237,3 +245,55 @@ def test_resume_refuses_corrupt_checkpoint_and_auto_falls_back(tmp_path, capsys)
     assert re.search(r"refusing checkpoint \S+step_00000012: .*corrupt.*falling back.*step_00000008", out), out
     assert re.search(r"resumed from \S+step_00000008: step 8", out), out
     assert "config differs from the checkpoint's in steps" in out
+
+
+def test_evaluate_cli_writes_metrics_and_refuses_bad_files(tmp_path, capsys):
+    from hand_pose_core.models.checkpoint import save_model
+    from training.evaluate import main as evaluate
+
+    import tests.training_toy as toy
+
+    cfg = toy_config(tmp_path, "ev", steps=40, log={"tensorboard": False}, ckpt={"interval": 20},
+                     data={"name": "toy_hands", "transform": False, "crop_size": 32, "batch_size": 8, "workers": 0,
+                           "options": {"length": 64}, "val_split": "val", "val_options": {"length": 40}},
+                     eval={"at_end": False})
+    rc, out, err = train_here(cfg, capsys)
+    assert rc == 0, out + err
+    run = tmp_path / "ev"
+
+    def ev(*args):
+        capsys.readouterr()
+        rc = evaluate(list(args))
+        o = capsys.readouterr()
+        return rc, o.out, o.err
+
+    rc, out, err = ev("--config", str(cfg), "--checkpoint", str(run), "--out", str(tmp_path / "m.json"))
+    assert rc == 0, out + err
+    report = json.loads((tmp_path / "m.json").read_text())
+    m = report["metrics"]
+    assert report["split"] == "val" and report["step"] == 40 and m["n_samples"] == 40 and m["n_3d"] == 40
+    for key in ("mpjpe_mm", "pa_mpjpe_mm", "rr_mpjpe_mm", "auc_20_50", "epe2d_px"):
+        assert np.isfinite(m[key]) and key in out
+    # the config stored in the model file is enough; a checkpoint folder works too
+    rc, out2, err = ev("--checkpoint", str(run / "checkpoints" / "step_00000040"), "--out", str(tmp_path / "m2.json"))
+    assert rc == 0, out2 + err
+    assert json.loads((tmp_path / "m2.json").read_text())["metrics"]["pa_mpjpe_mm"] == m["pa_mpjpe_mm"]
+    # an untrained model is worse: the numbers measure the network
+    torch.manual_seed(0)
+    save_model(tmp_path / "untrained.safetensors", toy.ToyJointNet(8), "toy_joint_net", {"width": 8})
+    rc, out3, err = ev("--config", str(cfg), "--checkpoint", str(tmp_path / "untrained.safetensors"),
+                       "--out", str(tmp_path / "m3.json"))
+    assert rc == 0, out3 + err
+    m3 = json.loads((tmp_path / "m3.json").read_text())["metrics"]
+    assert m3["pa_mpjpe_mm"] > 1.5 * m["pa_mpjpe_mm"] and m3["epe2d_px"] > 1.5 * m["epe2d_px"], (m, m3)
+    # damaged files are refused with their name
+    f = run / "model.safetensors"
+    f.write_bytes(f.read_bytes()[:-64])
+    rc, _, err = ev("--config", str(cfg), "--checkpoint", str(f))
+    assert rc == 2 and "model.safetensors is corrupt or truncated" in err, err
+    g = run / "checkpoints" / "step_00000020" / "model.safetensors"
+    data = bytearray(g.read_bytes())
+    data[-3] ^= 0x10
+    g.write_bytes(bytes(data))
+    rc, _, err = ev("--config", str(cfg), "--checkpoint", str(g.parent))
+    assert rc == 2 and "step_00000020/model.safetensors is corrupt: SHA-256 differs" in err, err
