@@ -110,6 +110,15 @@ def test_smoke_run_loss_falls_and_writes_a_loadable_model(tmp_path, capsys):
     assert [e.step for e in acc.Scalars("val/pa_mpjpe_mm")] == [30, 60]
     val = json.loads((run / "val_metrics.json").read_text())
     assert val["n_samples"] == 24 and val["pa_mpjpe_mm"] > 0
+    # the curves picture for the docs
+    from PIL import Image
+
+    from training.curves import main as curves
+
+    assert curves([str(run), "--out", str(tmp_path / "c.png")]) == 0
+    img = np.asarray(Image.open(tmp_path / "c.png").convert("RGB"))
+    assert img.shape[0] > 400 and img.shape[1] > 800
+    assert ((img[..., 2] > 150) & (img[..., 0] < 80)).sum() > 200  # the blue curves were drawn
     import tests.training_toy  # noqa: F401  (registers the toy model for load_model)
 
     model, meta = load_model(run / "model.safetensors")
