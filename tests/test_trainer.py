@@ -306,3 +306,24 @@ def test_evaluate_cli_writes_metrics_and_refuses_bad_files(tmp_path, capsys):
     g.write_bytes(bytes(data))
     rc, _, err = ev("--config", str(cfg), "--checkpoint", str(g.parent))
     assert rc == 2 and "step_00000020/model.safetensors is corrupt: SHA-256 differs" in err, err
+
+
+def test_sigterm_checkpoints_and_stops_then_resume_matches(tmp_path, capsys):
+    data = {"name": "toy_hands", "transform": False, "crop_size": 32, "batch_size": 8, "workers": 0,
+            "options": {"length": 48, "noise": 0.05}}
+    common = dict(steps=20, task={"name": "toy_joints", "model": {"width": 4, "dropout": 0.2}},
+                  log={"interval": 1, "tensorboard": False, "progress": False}, ckpt={"interval": 0})
+    rc, out, err = train_here(toy_config(tmp_path, "ref", data=data, **common), capsys)
+    assert rc == 0, out + err
+    cfg = toy_config(tmp_path, "term", data=dict(data, options={"length": 48, "noise": 0.05, "sigterm_at": 60}),
+                     **common)
+    rc, out, err = train_here(cfg, capsys)  # the 60th sample read sends SIGTERM: during step 8
+    assert rc == 128 + signal.SIGTERM, out + err
+    assert "got signal 15" in out and "stopped by a signal at step 8" in out, out
+    assert (tmp_path / "term" / "checkpoints" / "step_00000008").is_dir()
+    assert not (tmp_path / "term" / "model.safetensors").exists()
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers put back
+    rc, out, err = train_here(cfg, capsys, "data.options.sigterm_at=null", "--resume", "auto")
+    assert rc == 0 and "resumed from" in out and "step 8, epoch 1, batch 2/6" in out, out + err
+    a, b = weights(tmp_path / "ref" / "model.safetensors"), weights(tmp_path / "term" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)

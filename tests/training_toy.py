@@ -26,8 +26,10 @@ _COLOURS = ((255, 60, 60), (255, 200, 40), (60, 255, 80), (50, 140, 255), (200, 
 
 @register_dataset("toy_hands")
 class ToyHands:
-    def __init__(self, root=None, split: str = "train", size: int = 32, length: int = 64, noise: float = 0.0):
+    def __init__(self, root=None, split: str = "train", size: int = 32, length: int = 64, noise: float = 0.0,
+                 sigterm_at: int | None = None):
         self.size, self.length, self.split, self.noise = int(size), int(length), split, float(noise)
+        self.sigterm_at, self.calls = sigterm_at, 0  # (tests: SIGTERM this process at the Nth read)
         self.offset = {"train": 0, "val": 1_000_000}[split]
 
     def __len__(self) -> int:
@@ -36,6 +38,12 @@ class ToyHands:
     def __getitem__(self, i: int) -> dict:
         if not 0 <= i < self.length:
             raise IndexError(i)
+        self.calls += 1
+        if self.calls == self.sigterm_at:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGTERM)
         rng = np.random.default_rng(self.offset + i)
         S = self.size
         f = 1.1 * S

@@ -114,6 +114,7 @@ class Trainer:
         self.out = Path(cfg["out"])
         self.device = info.device
         self.stop_requested = False
+        self.stop_signal = None
 
     # ------------------------------------------------------------------ set-up
     def setup(self) -> None:
@@ -458,6 +459,7 @@ class Trainer:
                 raise KeyboardInterrupt
             self.log(f"got signal {signum}: writing a checkpoint after this step, then stopping")
             self.stop_requested = True
+            self.stop_signal = signum
 
         for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGUSR1", None)):
             if sig is not None:
@@ -512,7 +514,8 @@ def main(argv=None) -> int:
     trainer = Trainer(cfg, info)
     try:
         trainer.setup()
-        trainer.fit(args.resume)
+        if trainer.fit(args.resume) is None:  # stopped by a signal, checkpoint written
+            return 128 + int(trainer.stop_signal or signal.SIGTERM)
     except (ConfigError, ckpt.CheckpointError) as err:
         print(f"error (rank {info.rank}): {err}", file=sys.stderr, flush=True)
         return 2
