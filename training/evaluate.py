@@ -149,6 +149,8 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     from hand_pose_core.models.checkpoint import CheckpointError, read_model_file
 
+    from .train import user_errors
+
     args = parse_args(argv)
     info = None
     try:
@@ -163,7 +165,7 @@ def main(argv=None) -> int:
             cfg = from_dict(stored, args.overrides, name=Path(model_file).stem)
         info = D.init(cfg["device"])
         report = run(cfg, model_file, args.split, info, args.max_samples)
-    except (ConfigError, CheckpointError) as err:
+    except (ConfigError, CheckpointError) + user_errors() as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     finally:

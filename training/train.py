@@ -156,8 +156,11 @@ class Trainer:
 
         data = cfg["data"]
         self.dataset = make_dataset(data, data["split"], train=True)
-        self.loader, self.sampler = train_loader(data, self.dataset, cfg["seed"], info.rank, info.world_size,
-                                                 pin_memory=self.device.type == "cuda")
+        try:
+            self.loader, self.sampler = train_loader(data, self.dataset, cfg["seed"], info.rank, info.world_size,
+                                                     pin_memory=self.device.type == "cuda")
+        except ValueError as err:  # batch vs dataset size / number of processes
+            raise ConfigError(f"data: {err}") from err
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.total_steps = cfg["steps"] or cfg["epochs"] * self.steps_per_epoch
         self.global_batch = data["batch_size"]
@@ -489,6 +492,19 @@ def _diff_keys(a, b, prefix="") -> set:
     return set() if a == b else {prefix.rstrip(".")}
 
 
+def user_errors() -> tuple:
+    """Errors that are the user's input (config, files, data), shown as one line, no traceback."""
+    from .datasets.sample import SampleError
+
+    errs = [ConfigError, ckpt.CheckpointError, FileNotFoundError, SampleError]
+    try:
+        from .datasets.native_io import DatasetFormatError
+        errs.append(DatasetFormatError)
+    except ImportError:
+        pass
+    return tuple(errs)
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(
         prog="python -m training.train",
@@ -516,7 +532,7 @@ def main(argv=None) -> int:
         trainer.setup()
         if trainer.fit(args.resume) is None:  # stopped by a signal, checkpoint written
             return 128 + int(trainer.stop_signal or signal.SIGTERM)
-    except (ConfigError, ckpt.CheckpointError) as err:
+    except user_errors() as err:
         print(f"error (rank {info.rank}): {err}", file=sys.stderr, flush=True)
         return 2
     finally:
