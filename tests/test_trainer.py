@@ -308,15 +308,47 @@ def test_evaluate_cli_writes_metrics_and_refuses_bad_files(tmp_path, capsys):
     assert rc == 2 and "step_00000020/model.safetensors is corrupt: SHA-256 differs" in err, err
 
 
-def test_sigterm_checkpoints_and_stops_then_resume_matches(tmp_path, capsys):
-    data = {"name": "toy_hands", "transform": False, "crop_size": 32, "batch_size": 8, "workers": 0,
-            "options": {"length": 48, "noise": 0.05}}
-    common = dict(steps=20, task={"name": "toy_joints", "model": {"width": 4, "dropout": 0.2}},
-                  log={"interval": 1, "tensorboard": False, "progress": False}, ckpt={"interval": 0})
-    rc, out, err = train_here(toy_config(tmp_path, "ref", data=data, **common), capsys)
+MANO_TINY = {"name": "mano_regressor",
+             "model": {"backbone": "resnet18", "pretrained": False, "use_pca": True, "ncomps": 6, "hidden": 64,
+                       "width": 0.125}}
+ZB_TINY = {"name": "zimmermann_brox",
+           "model": {"crop_size": 32, "seg_width": 0.125, "pose_width": 0.125, "prior_width": 0.25, "stages": 2,
+                     "stage_convs": 2}}
+
+
+def mano_crops(**options) -> dict:
+    """The real crop + augmentation pipeline over toy MANO hands (tests/net_fixtures.py)."""
+    return {"name": "toy_mano_crops", "options": {"length": 48, "size": 96, **options}, "crop_size": 64,
+            "batch_size": 8, "workers": 0, "val_split": "val", "val_options": {"length": 8},
+            "augment": {"crop_scale": 2.0, "rot_deg": 20, "color_prob": 0.5, "noise_prob": 0.5, "flip_prob": 0.0}}
+
+
+@pytest.mark.parametrize("task, optim", [(MANO_TINY, {"name": "adamw", "lr": 3e-3}),
+                                         (ZB_TINY, {"name": "adam", "lr": 3e-3, "weight_decay": 0.0})],
+                         ids=["mano_regressor", "zimmermann_brox"])
+def test_real_networks_train_with_augmentation_and_evaluate(tmp_path, capsys, task, optim):
+    cfg = toy_config(tmp_path, "net", task=task, optim=optim, data=mano_crops(), steps=30,
+                     log={"interval": 5, "image_interval": 15, "progress": False})
+    rc, out, err = train_here(cfg, capsys)
     assert rc == 0, out + err
-    cfg = toy_config(tmp_path, "term", data=dict(data, options={"length": 48, "noise": 0.05, "sigterm_at": 60}),
-                     **common)
+    ls = losses(out)
+    assert len(ls) == 6 and ls[-1] < 0.6 * ls[0], f"loss did not fall: {ls}"
+    val = json.loads((tmp_path / "net" / "val_metrics.json").read_text())
+    assert val["n_samples"] == 8 and np.isfinite(val["pa_mpjpe_mm"]) and np.isfinite(val["epe2d_px"])
+    from hand_pose_core.models.checkpoint import load_model
+
+    model, meta = load_model(tmp_path / "net" / "model.safetensors")
+    assert meta["model_name"] == task["name"] and meta["extra"]["crop_size"] == 64
+
+
+def test_sigterm_checkpoints_and_stops_then_resume_matches(tmp_path, capsys):
+    # the MANO regressor (BatchNorm) with the real crop + augmentation pipeline: the resumed run
+    # must reproduce data order, augmentation and optimizer state exactly
+    common = dict(steps=14, task=MANO_TINY, log={"interval": 1, "tensorboard": False, "progress": False},
+                  ckpt={"interval": 0}, eval={"at_end": False})
+    rc, out, err = train_here(toy_config(tmp_path, "ref", data=mano_crops(), **common), capsys)
+    assert rc == 0, out + err
+    cfg = toy_config(tmp_path, "term", data=mano_crops(sigterm_at=60), **common)
     rc, out, err = train_here(cfg, capsys)  # the 60th sample read sends SIGTERM: during step 8
     assert rc == 128 + signal.SIGTERM, out + err
     assert "got signal 15" in out and "stopped by a signal at step 8" in out, out
@@ -326,4 +358,4 @@ def test_sigterm_checkpoints_and_stops_then_resume_matches(tmp_path, capsys):
     rc, out, err = train_here(cfg, capsys, "data.options.sigterm_at=null", "--resume", "auto")
     assert rc == 0 and "resumed from" in out and "step 8, epoch 1, batch 2/6" in out, out + err
     a, b = weights(tmp_path / "ref" / "model.safetensors"), weights(tmp_path / "term" / "model.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -8,6 +8,10 @@
   convolutions, optional dropout, a linear head -> normalised 2D joints and root-relative 3D;
 - task ``toy_joints``: MSE on both, ``predict`` (3D placed at the ground-truth root) and ``draw``.
 
+- dataset ``toy_mano_crops``: the synthetic MANO hand rendered as a filled mask with its skeleton
+  drawn (:func:`tests.net_fixtures.toy_samples`), with masks, vertices and both sides: the real
+  networks (``mano_regressor``, ``zimmermann_brox``) and the real augmentation train on it.
+
 Imported by the trainer through the config key ``imports: [tests.training_toy]``.
 """
 from __future__ import annotations
@@ -38,12 +42,7 @@ class ToyHands:
     def __getitem__(self, i: int) -> dict:
         if not 0 <= i < self.length:
             raise IndexError(i)
-        self.calls += 1
-        if self.calls == self.sigterm_at:
-            import os
-            import signal
-
-            os.kill(os.getpid(), signal.SIGTERM)
+        _maybe_sigterm(self)
         rng = np.random.default_rng(self.offset + i)
         S = self.size
         f = 1.1 * S
@@ -77,6 +76,33 @@ class ToyHands:
             "image": img, "K": K, "joints_cam_m": j3, "joints_2d": uv.astype(np.float32),
             "visible": np.ones(21, bool), "side": "right", "id": f"toy/{self.split}/{i}",
         })
+
+
+def _maybe_sigterm(ds) -> None:
+    """Tests: SIGTERM this process at the ``sigterm_at``-th sample read."""
+    ds.calls += 1
+    if ds.calls == ds.sigterm_at:
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+@register_dataset("toy_mano_crops")
+class ToyManoCrops:
+    def __init__(self, root=None, split: str = "train", size: int = 96, length: int = 48, seed: int = 0,
+                 sigterm_at: int | None = None):
+        from tests.net_fixtures import toy_samples
+
+        self.samples = toy_samples(int(length), int(size), seed + {"train": 0, "val": 1000}[split])
+        self.sigterm_at, self.calls = sigterm_at, 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict:
+        _maybe_sigterm(self)
+        return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self.samples[i].items()}
 
 
 @register_model("toy_joint_net")

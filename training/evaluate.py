@@ -33,7 +33,7 @@ def _nan_where(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_model(task, model, loader, info: D.DistInfo, amp_dtype=None) -> dict:
+def evaluate_model(task, model, loader, info: D.DistInfo, amp_dtype=None, chunk: int = 64) -> dict:
     """Run ``task.predict`` over ``loader`` (this rank's shard), gather every rank's rows and
     return :meth:`training.metrics.HandMetrics.compute` (the same dict on every rank)."""
     from .metrics import HandMetrics
@@ -80,9 +80,12 @@ def evaluate_model(task, model, loader, info: D.DistInfo, amp_dtype=None) -> dic
         rows[k] = D.gather_rows(info, t)
     m = HandMetrics()
     vis = rows["vis"].bool()
-    m.update(rows["pj"], rows["gj"], vis,
-             pred_verts=rows.get("pv"), gt_verts=rows.get("gv"),
-             pred_2d=rows.get("p2"), gt_2d=rows.get("g2"))
+    n = rows["pj"].shape[0]
+    for i in range(0, n, chunk):  # chunks: the mesh F-scores hold (chunk, 778, 778) distances
+        sl = slice(i, i + chunk)
+        get = (lambda k: rows[k][sl] if k in rows else None)  # noqa: E731
+        m.update(rows["pj"][sl], rows["gj"][sl], vis[sl], pred_verts=get("pv"), gt_verts=get("gv"),
+                 pred_2d=get("p2"), gt_2d=get("g2"))
     out = m.compute()
     out["n_samples"] = int(rows["pj"].shape[0])
     return out
