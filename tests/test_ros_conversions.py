@@ -79,10 +79,36 @@ def test_compressed_roundtrip_and_errors():
     rgb[:, :24] = (200, 30, 30)
     out = image_conv.compressed_msg_to_rgb(image_conv.rgb_to_compressed_msg(rgb))
     assert out.shape == rgb.shape and np.abs(out.astype(int) - rgb).mean() < 8
-    with pytest.raises(image_conv.DecodeError):
+    with pytest.raises(image_conv.UnsupportedEncodingError, match="neither PNG nor JPEG"):
         image_conv.compressed_msg_to_rgb(CompressedImage(format="jpeg", data=b"not a jpeg at all"))
+    with pytest.raises(image_conv.DecodeError):
+        image_conv.compressed_msg_to_rgb(CompressedImage(format="jpeg", data=b"\xff\xd8\xff\xe0\x00\x10JFIF"))
     with pytest.raises(image_conv.ZeroSizeImageError):
         image_conv.compressed_msg_to_rgb(CompressedImage(format="jpeg", data=b""))
+
+
+def test_compressed_size_is_read_from_the_png_and_jpeg_headers():
+    import cv2
+
+    rgb = RNG.integers(0, 255, (37, 53, 3), dtype=np.uint8)
+    for ext, fmt in ((".png", "png"), (".jpg", "jpeg")):
+        data = cv2.imencode(ext, rgb)[1].tobytes()
+        assert image_conv.compressed_image_size(data) == (fmt, 53, 37)
+    progressive = cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    assert image_conv.compressed_image_size(progressive) == ("jpeg", 53, 37)
+
+
+def test_huge_compressed_images_are_refused_from_the_header_before_decoding():
+    import time
+
+    from image_fixtures import huge_jpeg, huge_png
+
+    for data in (huge_png(30000, 30000), huge_jpeg(30000, 30000)):
+        t0 = time.perf_counter()
+        with pytest.raises(image_conv.ImageTooLargeError, match="refused before decoding") as err:
+            image_conv.compressed_msg_to_rgb(CompressedImage(format="png", data=data), max_pixels=7680 * 4320)
+        assert err.value.kind == "too_large" and "30000x30000" in str(err.value)
+        assert time.perf_counter() - t0 < 0.05  # nothing was decoded
 
 
 def test_rgb_to_image_msg_roundtrip():
