@@ -12,6 +12,9 @@ Stages per frame (times in ``last_timings_ms``):
    replaces the world landmarks by its own wrist-relative 3D (and, with ``lifter_2d``, the 2D).
    ``metric3d``: place the hand-centred metric landmarks in the camera frame
    from the 2D joints and K (:mod:`.metric3d`).
+   ``depth``: with an aligned depth image, each hand's distance comes from the depth readings
+   under it instead of the assumed hand size (:mod:`.depth_fusion`; RGB placement kept, per
+   hand, where the depth is missing or disagrees).
 4. ``mano``: fit MANO to the placed joints (optional), giving pose/shape/trans and the mesh.
 
 Tracking (video): each hand's landmarks give the next frame's ROI; the palm detector runs
@@ -143,9 +146,11 @@ class HandPoseEstimator:
     ``joints_2d`` use the OpenCV/ROS pixel convention (pixel centres at integer coordinates).
     ``joints_3d`` are the MANO-fitted joints when ``fit_mano``, else the placed network joints.
     ``extras``: ``reproj_err_px`` (RMS of the metric placement), ``z_rel_px`` (the network's
-    relative depth, image pixels), ``joints_3d_placed_m`` (placed joints before the MANO fit).
+    relative depth, image pixels), ``joints_3d_placed_m`` (placed joints before the MANO fit;
+    depth-fused when depth was used), ``depth_fusion`` (with depth: used, the reason when not,
+    the scale applied to the RGB placement, windows / inliers).
     ``last_timings_ms`` holds the stage times of the latest call: palm, landmark, metric3d,
-    mano, total (a skipped stage is 0).
+    mano, total (a skipped stage is 0), and depth when a depth image was given.
     """
 
     def __init__(self, max_hands: int = 2, backend: str = "onnxruntime", device: str = "cpu",
@@ -230,12 +235,14 @@ class HandPoseEstimator:
 
     # -- main entry ----------------------------------------------------------------------
     def __call__(self, image_rgb: np.ndarray, K: np.ndarray | None = None,
-                 timestamp_s: float | None = None) -> list[Hand]:
+                 depth: np.ndarray | None = None, timestamp_s: float | None = None) -> list[Hand]:
         """Estimate the hands in one RGB uint8 image (H, W, 3).
 
         K: 3x3 intrinsics in pixels; None uses the documented default guess (results are
-        then flagged ``calibrated=False``). timestamp_s: capture time for smoothing
-        (default: the host clock).
+        then flagged ``calibrated=False``). depth: optional (H, W) depth image aligned to the
+        colour image (registered to its pixels), float32 metres or uint16 millimetres, 0 or NaN
+        where there is no reading (REP 118); it sets each hand's distance (``Hand.depth_used``).
+        timestamp_s: capture time for smoothing (default: the host clock).
         """
         from ..camera import resolve_intrinsics
 
@@ -243,8 +250,18 @@ class HandPoseEstimator:
         validate_image(image_rgb)
         h, w = image_rgb.shape[:2]
         K, calibrated = resolve_intrinsics(K, w, h)
+        depth_m = None
+        if depth is not None:
+            if not isinstance(depth, np.ndarray):
+                raise TypeError(f"depth must be an (H, W) numpy array, got {type(depth).__name__} "
+                                "(the capture time is the keyword argument timestamp_s=)")
+            from .depth_fusion import depth_to_metres
+
+            depth_m = depth_to_metres(depth, (h, w))
         t_s = time.monotonic() if timestamp_s is None else float(timestamp_s)
         timings = {"palm": 0.0, "landmark": 0.0, "metric3d": 0.0, "mano": 0.0}
+        if depth_m is not None:
+            timings["depth"] = 0.0
 
         tracks = self._tracks if self.tracking else []
         candidates: list[_Track] = list(tracks)
@@ -288,6 +305,19 @@ class HandPoseEstimator:
             placed.append((c, presence, uv, world_m, placement, joints_px))
         timings["metric3d"] = (time.perf_counter() - t0) * 1e3
 
+        fusions = [None] * len(placed)
+        if depth_m is not None and placed:
+            t0 = time.perf_counter()
+            from dataclasses import replace
+
+            from .depth_fusion import fuse_hand_depth
+
+            for i, p in enumerate(placed):
+                fusions[i] = fuse_hand_depth(p[4].joints_cam_m, p[2], depth_m, K)
+                if fusions[i].used:  # the MANO fit and the outputs start from the fused joints
+                    placed[i] = p[:4] + (replace(p[4], joints_cam_m=fusions[i].joints_cam_m),) + p[5:]
+            timings["depth"] = (time.perf_counter() - t0) * 1e3
+
         fits = [None] * len(placed)
         if self._fitter is not None and placed:
             t0 = time.perf_counter()
@@ -299,7 +329,7 @@ class HandPoseEstimator:
                 K, sides=sides, init=init, with_vertices=self.with_mesh)
             timings["mano"] = (time.perf_counter() - t0) * 1e3
 
-        for (c, presence, uv, world_m, placement, joints_px), fit in zip(placed, fits):
+        for (c, presence, uv, world_m, placement, joints_px), fit, fusion in zip(placed, fits, fusions):
             side, side_score = side_from_handedness(c.p_right, self.mirrored)
             joints_3d = np.asarray(placement.joints_cam_m, np.float32)
             hand = Hand(side=side, score=presence, joints_2d=np.asarray(uv, np.float32),
@@ -308,6 +338,11 @@ class HandPoseEstimator:
                         world_m=np.asarray(world_m, np.float32), joints_std_m=c.lift_std)
             hand.extras["reproj_err_px"] = float(placement.reproj_err_px)
             hand.extras["z_rel_px"] = np.asarray(joints_px[:, 2], np.float32)
+            if fusion is not None:
+                hand.depth_used = bool(fusion.used)
+                hand.extras["depth_fusion"] = {"used": bool(fusion.used), "reason": fusion.reason,
+                                               "scale": float(fusion.scale), "windows": fusion.n_windows,
+                                               "inliers": fusion.n_inliers}
             if fit is not None:
                 hand.joints_3d = np.asarray(fit.joints_m, np.float32)
                 hand.pose = np.asarray(fit.params.pose, np.float32).reshape(48)
