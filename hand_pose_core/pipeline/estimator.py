@@ -59,6 +59,34 @@ def _create_runner(model: str, backend: str, variant: str, device: str, precisio
                          precision=precision)
 
 
+class _SingleThreadBlas:
+    """Context manager running numpy/scipy BLAS single-threaded (threadpoolctl), restoring after.
+
+    The MANO fit multiplies many tiny matrices; multi-threaded OpenBLAS spends far longer waking
+    and synchronising its threads than computing, and its threads fight the network runtime's.
+    Measured on the 2-core CI machine under load (60 static 640x480 frames, cProfile): the fit's
+    normal equations took 13 ms per call with OpenBLAS's default threads and 0.4 ms with one.
+    Without threadpoolctl this does nothing.
+    """
+
+    _controller = None
+
+    def __enter__(self):
+        try:
+            if _SingleThreadBlas._controller is None:
+                from threadpoolctl import ThreadpoolController
+
+                _SingleThreadBlas._controller = ThreadpoolController()
+            self._limit = _SingleThreadBlas._controller.limit(limits=1, user_api="blas")
+        except ImportError:
+            self._limit = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._limit is not None:
+            self._limit.restore_original_limits()
+
+
 def validate_image(image_rgb) -> np.ndarray:
     """Check an RGB image: numpy uint8 array of shape (H, W, 3) with H, W > 0."""
     if not isinstance(image_rgb, np.ndarray):
@@ -141,6 +169,10 @@ class HandPoseEstimator:
         checkpoint: model file (safetensors written by training) for a trained ``model``.
         lifter_2d: report and place with the trained model's own 2D joints instead of the
             landmark network's (crops and tracking still follow the landmark network).
+        coarse_variant: landmark network variant for the first (framing-only) pass over new
+            palm crops when ``refine_passes`` >= 1; None uses ``variant``. 'lite' saves ~1/3 of
+            that pass but was measured worse on the shared video (static median 1.90 vs
+            1.66 px), so it is off by default (docs/benchmarks.md).
 
     ``__call__`` returns :class:`~hand_pose_core.types.Hand` objects, highest presence first.
     ``joints_2d`` use the OpenCV/ROS pixel convention (pixel centres at integer coordinates).
@@ -159,7 +191,8 @@ class HandPoseEstimator:
                  tracking: bool = True, smoothing: bool = False, smoothing_min_cutoff: float = 1.0,
                  smoothing_beta: float = 10.0, fit_mano: bool = True, with_mesh: bool = True,
                  mano_root: str | None = None, refine_passes: int = 1, model: str = "mediapipe",
-                 checkpoint: str | None = None, lifter_2d: bool = False) -> None:
+                 checkpoint: str | None = None, lifter_2d: bool = False,
+                 coarse_variant: str | None = None) -> None:
         if (not isinstance(max_hands, (int, np.integer)) or isinstance(max_hands, bool)
                 or max_hands < 1):
             raise ValueError(f"max_hands must be a positive integer, got {max_hands!r}")
@@ -175,6 +208,8 @@ class HandPoseEstimator:
         if not isinstance(refine_passes, (int, np.integer)) or refine_passes < 0:
             raise ValueError(f"refine_passes must be an integer >= 0, got {refine_passes!r}")
         self.refine_passes = int(refine_passes)
+        if coarse_variant not in (None, "full", "lite"):
+            raise ValueError(f"unknown coarse_variant {coarse_variant!r}; choose None, 'full' or 'lite'")
         self.max_hands = int(max_hands)
         self.min_detection_score = float(min_detection_score)
         self.min_presence_score = float(min_presence_score)
@@ -205,6 +240,10 @@ class HandPoseEstimator:
 
         self._palm = _create_runner("palm", backend, variant, device, precision)
         self._landmark = _create_runner("landmark", backend, variant, device, precision)
+        # landmark network for the first, framing-only pass over new palm crops (refined after)
+        self._coarse = self._landmark
+        if self.refine_passes and coarse_variant not in (None, variant):
+            self._coarse = _create_runner("landmark", backend, coarse_variant, device, precision)
         self._fitter = None
         if self.fit_mano:
             from ..mano.fit import ManoFitter
@@ -227,9 +266,9 @@ class HandPoseEstimator:
         dets = unletterbox_detections(dets, m)
         return [(d.score, palm_to_roi(d.box_px, d.keypoints_px)) for d in dets]
 
-    def _landmarks(self, image_rgb: np.ndarray, rois: list[Roi]):
+    def _landmarks(self, image_rgb: np.ndarray, rois: list[Roi], runner=None):
         crops = [crop_roi(image_rgb, r)[0] for r in rois]
-        lm, presence, p_right, world = self._landmark(_to_batch(crops))[:4]
+        lm, presence, p_right, world = (runner or self._landmark)(_to_batch(crops))[:4]
         return (np.asarray(lm).reshape(len(rois), 21, 3), np.asarray(presence).reshape(-1),
                 np.asarray(p_right).reshape(-1), np.asarray(world).reshape(len(rois), 21, 3))
 
@@ -324,9 +363,10 @@ class HandPoseEstimator:
             sides = [side_from_handedness(c.p_right, self.mirrored)[0] for c, *_ in placed]
             init = [c.mano_init if (self.tracking and c.mano_side == side) else None
                     for (c, *_), side in zip(placed, sides)]
-            fits = self._fitter.fit(
-                np.stack([p[4].joints_cam_m for p in placed]), np.stack([p[2] for p in placed]),
-                K, sides=sides, init=init, with_vertices=self.with_mesh)
+            with _SingleThreadBlas():
+                fits = self._fitter.fit(
+                    np.stack([p[4].joints_cam_m for p in placed]), np.stack([p[2] for p in placed]),
+                    K, sides=sides, init=init, with_vertices=self.with_mesh)
             timings["mano"] = (time.perf_counter() - t0) * 1e3
 
         for (c, presence, uv, world_m, placement, joints_px), fit, fusion in zip(placed, fits, fusions):
@@ -373,18 +413,17 @@ class HandPoseEstimator:
         for it in range(1 + self.refine_passes):
             if not todo:
                 break
-            lm, presence, p_right, world = self._landmarks(image_rgb, [rois[i] for i in todo])
+            if it == 0 and self._coarse is not self._landmark:
+                # new palm crops only need framing on this pass: the (cheaper) coarse network
+                groups = [[i for i in todo if not candidates[i].from_palm],
+                          [i for i in todo if candidates[i].from_palm]]
+                runners = [self._landmark, self._coarse]
+            else:
+                groups, runners = [todo], [self._landmark]
             nxt = []
-            for k, i in enumerate(todo):
-                if not is_present(presence[k], self.min_presence_score):
-                    continue  # lost (tracked), false palm (new), or a refinement that lost it
-                joints_px = crop_to_image_landmarks(lm[k], rois[i])
-                found[i] = (float(presence[k]), joints_px, rotate_world_to_image(world[k], rois[i]),
-                            float(p_right[k]), rois[i])
-                new_roi = landmarks_to_roi(joints_px)
-                if (it == 0 and candidates[i].from_palm) or roi_changed(rois[i], new_roi):
-                    rois[i] = new_roi
-                    nxt.append(i)
+            for group, runner in zip(groups, runners):
+                if group:
+                    nxt += self._landmark_pass(image_rgb, candidates, group, rois, runner, it, found)
             todo = nxt
         out = []
         for i, (presence, joints_px, world_m, p, roi) in sorted(found.items()):
@@ -418,6 +457,23 @@ class HandPoseEstimator:
             world = rotate_world_to_image(out.joints_rel_m[k], c.roi)
             lifted.append((c, presence, joints_px, world))
         return lifted
+
+    def _landmark_pass(self, image_rgb, candidates, todo, rois, runner, it, found) -> list[int]:
+        """One landmark batch over ``todo``; fills ``found`` and returns the indices whose
+        crop should be re-made from their landmarks and re-run."""
+        lm, presence, p_right, world = self._landmarks(image_rgb, [rois[i] for i in todo], runner)
+        nxt = []
+        for k, i in enumerate(todo):
+            if not is_present(presence[k], self.min_presence_score):
+                continue  # lost (tracked), false palm (new), or a refinement that lost it
+            joints_px = crop_to_image_landmarks(lm[k], rois[i])
+            found[i] = (float(presence[k]), joints_px, rotate_world_to_image(world[k], rois[i]),
+                        float(p_right[k]), rois[i])
+            new_roi = landmarks_to_roi(joints_px)
+            if (it == 0 and candidates[i].from_palm) or roi_changed(rois[i], new_roi):
+                rois[i] = new_roi
+                nxt.append(i)
+        return nxt
 
     @staticmethod
     def _dedup(results):
