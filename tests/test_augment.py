@@ -267,3 +267,19 @@ def test_side_option_mirrors_other_side_only():
     np.testing.assert_array_equal(tf(left)["image"], ref["image"])  # already left: untouched
     with pytest.raises(ValueError, match="exclude"):
         build_transform({"side": "right", "flip_prob": 0.5})
+
+
+def test_rotvec_conversions_match_scipy_including_near_pi():
+    from scipy.spatial.transform import Rotation
+
+    from training.augment_geometry import matrix_to_rotvec, rotvec_to_matrix
+
+    rng = np.random.default_rng(0)
+    axes = rng.normal(size=(40, 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    angles = np.concatenate([rng.uniform(0, np.pi, 30), [0.0, 1e-8, 1e-5, np.pi - 1e-3, np.pi - 1e-5,
+                                                         np.pi - 1e-7, np.pi, 2.0, 3.0, 0.5]])
+    for rv in axes * angles[:, None]:
+        R = rotvec_to_matrix(rv)
+        np.testing.assert_allclose(R, Rotation.from_rotvec(rv).as_matrix(), atol=1e-12)
+        np.testing.assert_allclose(rotvec_to_matrix(matrix_to_rotvec(R)), R, atol=1e-9)

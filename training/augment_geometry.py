@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 _FLIP3 = np.diag([-1.0, 1.0, 1.0])
 
@@ -41,6 +40,37 @@ _MAP_KEYS = {"mask": cv2.INTER_NEAREST, "depth_m": cv2.INTER_NEAREST}
 def _rot2(angle_rad: float) -> np.ndarray:
     c, s = np.cos(angle_rad), np.sin(angle_rad)
     return np.array([[c, -s], [s, c]])
+
+
+def rotvec_to_matrix(rv: np.ndarray) -> np.ndarray:
+    """Rodrigues: axis-angle (3,) -> rotation matrix."""
+    rv = np.asarray(rv, np.float64)
+    theta = float(np.linalg.norm(rv))
+    if theta < 1e-12:
+        return np.eye(3)
+    k = rv / theta
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(theta) * kx + (1 - np.cos(theta)) * (kx @ kx)
+
+
+def matrix_to_rotvec(R: np.ndarray) -> np.ndarray:
+    """Rotation matrix -> axis-angle (3,), angle in [0, pi]; stable near 0 and pi."""
+    R = np.asarray(R, np.float64)
+    w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])  # 2 sin(theta) k
+    sin = np.linalg.norm(w) / 2
+    cos = (np.trace(R) - 1) / 2
+    theta = float(np.arctan2(sin, cos))
+    if theta < 1e-6:
+        return w / 2
+    if np.pi - theta > 1e-3:
+        return w / (2 * sin) * theta
+    # near pi: k k^T = (S - cos I) / (1 - cos) with S the symmetric part; sign of k from w
+    kk = ((R + R.T) / 2 - cos * np.eye(3)) / (1 - cos)
+    i = int(np.argmax(np.diag(kk)))
+    axis = kk[:, i] / np.sqrt(kk[i, i])
+    if np.dot(axis, w) < 0:
+        axis = -axis
+    return axis / np.linalg.norm(axis) * theta
 
 
 def rot_z(angle_rad: float) -> np.ndarray:
@@ -136,13 +166,12 @@ def rotate_mano(pose, trans, wrist, rot: np.ndarray):
     out_pose = out_trans = None
     if pose is not None:
         p = np.asarray(pose, np.float64).reshape(16, 3).copy()
-        g = Rotation.from_rotvec(p[0]).as_matrix()
-        p[0] = Rotation.from_matrix(rot @ g).as_rotvec()
+        p[0] = matrix_to_rotvec(rot @ rotvec_to_matrix(p[0]))
         out_pose = p.reshape(48).astype(np.float32)
     if trans is not None:
         t = np.asarray(trans, np.float64)
         w = np.asarray(wrist, np.float64)
-        if np.allclose(rot, np.eye(3)):
+        if np.abs(rot - np.eye(3)).max() < 1e-12:
             out_trans = t.astype(np.float32)
         elif np.all(np.isfinite(w)):
             out_trans = (rot @ w - w + t).astype(np.float32)
