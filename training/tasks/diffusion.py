@@ -61,6 +61,7 @@ class DiffusionTask:
         steps = cfg.pop("eval_steps", None)
         self.eval_steps = None if steps is None else int(steps)
         self.eval_seed = int(cfg.pop("eval_seed", 0))
+        cfg.pop("name", None)
         if cfg:
             raise ValueError(f"unknown keys in the diffusion task config: {sorted(cfg)}")
 
