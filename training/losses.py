@@ -11,6 +11,8 @@ pose and S2HAND self-supervision (at the end). Other model families add their ow
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -182,42 +184,50 @@ _BENDS = tuple(
 def joint_angle_prior_loss(joints: torch.Tensor, side: torch.Tensor | None = None,
                            max_hyperextension_rad: float = 0.35, max_sideways_rad: float = 0.35) -> torch.Tensor:
     """Anatomical joint-angle prior on (B, 21, 3) joints (hinge-like fingers), zero for plausible
-    hands. At each finger joint with incoming bone ``a`` and outgoing bone ``b``:
+    hands. Each finger gets a flexion axis ``l = cross(metacarpal, n)`` (``n`` the palm normal
+    ``cross(index_mcp - wrist, pinky_mcp - wrist)``, flipped for left hands; ``side`` (B,) 1 right /
+    0 left); at each finger joint with incoming bone ``a`` and outgoing bone ``b``:
 
-    * bend: the angle between ``a`` and ``b`` must stay below a per-joint maximum (MCP 100 deg,
+    * bend: the angle between ``a`` and ``b`` stays below a per-joint maximum (MCP 100 deg,
       PIP 112 deg, DIP 92 deg, thumb MCP 80 deg, IP 92 deg);
-    * direction: the bend goes towards the palm: with ``n`` the palm normal
-      (``cross(index_mcp - wrist, pinky_mcp - wrist)``, flipped for left hands; ``side`` (B,)
-      1 right / 0 left) made perpendicular to ``a``, the component of ``b`` against ``n`` may
-      not exceed ``sin(max_hyperextension_rad)``;
-    * PIP and DIP are hinges: the sideways component of ``b`` (along ``a x n``) may not exceed
-      ``sin(max_sideways_rad)``.
-    Penalties are squared hinge losses on those sines/angles, averaged over joints and samples.
+    * direction (MCP, PIP, DIP): flexion is towards the palm: ``sin`` of the signed bend about
+      ``l`` may not go below ``-sin(max_hyperextension_rad)``;
+    * PIP and DIP are hinges: the distal phalanx may leave the plane of the proximal and middle
+      phalanges by at most ``max_sideways_rad`` (weighted by the sine of the PIP bend, since a
+      straight finger defines no plane).
+    Penalties are squared hinge losses on those angles/sines, averaged over joints and samples.
     """
     from hand_pose_core.skeleton import PARENTS_21
 
     eps = 1e-8
+
+    def unit(v):
+        return v / v.norm(dim=-1, keepdim=True).clamp_min(eps)
+
     n = torch.linalg.cross(joints[:, 5] - joints[:, 0], joints[:, 17] - joints[:, 0], dim=-1)
     if side is not None:
         n = n * torch.where(side.reshape(-1, 1) == 0, -1.0, 1.0).to(n)
-    n = n / n.norm(dim=-1, keepdim=True).clamp_min(eps)
+    n = unit(n)
+    sin_hyper = math.sin(max_hyperextension_rad)
+    sin_side = math.sin(max_sideways_rad)
     terms = []
     for j, max_bend in _BENDS:
-        p = PARENTS_21[j]
-        a = joints[:, j] - joints[:, p]
-        b = joints[:, j + 1] - joints[:, j]
-        a = a / a.norm(dim=-1, keepdim=True).clamp_min(eps)
-        b = b / b.norm(dim=-1, keepdim=True).clamp_min(eps)
-        cos = (a * b).sum(-1).clamp(-1 + 1e-6, 1 - 1e-6)
-        bend = torch.acos(cos)
+        a = unit(joints[:, j] - joints[:, PARENTS_21[j]])
+        b = unit(joints[:, j + 1] - joints[:, j])
+        bend = torch.acos((a * b).sum(-1).clamp(-1 + 1e-6, 1 - 1e-6))
         terms.append(torch.relu(bend - max_bend).square())
-        if j >= 5:  # fingers; the thumb's frame is not the palm's
-            n_perp = n - (n * a).sum(-1, keepdim=True) * a
-            n_perp = n_perp / n_perp.norm(dim=-1, keepdim=True).clamp_min(eps)
-            terms.append(torch.relu(-(b * n_perp).sum(-1) - torch.sin(torch.tensor(max_hyperextension_rad))).square())
-            if (j - 1) % 4 != 0:  # PIP, DIP
-                lateral = torch.linalg.cross(a, n_perp, dim=-1)
-                terms.append(torch.relu((b * lateral).sum(-1).abs() - torch.sin(torch.tensor(max_sideways_rad))).square())
+        if j >= 5:  # fingers (the thumb does not flex about the palm's axes)
+            mcp = 4 * ((j - 1) // 4) + 1
+            lat = unit(torch.linalg.cross(joints[:, mcp] - joints[:, 0], n, dim=-1))
+            flex = (torch.linalg.cross(a, b, dim=-1) * lat).sum(-1)  # sin of the signed flexion
+            terms.append(torch.relu(-flex - sin_hyper).square())
+    for f in range(1, 5):  # PIP and DIP are hinges: the finger's 4 joints lie in one plane
+        m = 1 + 4 * f
+        a, b, c = (unit(joints[:, m + k + 1] - joints[:, m + k]) for k in range(3))
+        cr = torch.linalg.cross(a, b, dim=-1)
+        w = cr.norm(dim=-1)  # sin of the PIP bend: the plane is undefined for a straight finger
+        dev = (c * cr).sum(-1).abs() / w.clamp_min(eps)
+        terms.append(w * torch.relu(dev - sin_side).square())
     return torch.stack(terms, -1).mean()
 
 
