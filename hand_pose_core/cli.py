@@ -5,7 +5,7 @@
     hand-pose run VIDEO|DIR [--output results.jsonl] [--overlay out.mp4] [--K fx,fy,cx,cy]
     hand-pose synth --out DIR --count N [--workers 2] [--seed 0] [--depth] [--backgrounds DIR]
     hand-pose pseudo-label VIDEO|DIR|BAG --out DIR [--K fx,fy,cx,cy]
-    hand-pose adapt VIDEO|DIR|BAG --out MODEL.safetensors [--init MODEL] [--steps N] [--K fx,fy,cx,cy]
+    hand-pose adapt VIDEO|DIR|BAG --out MODEL.safetensors [--init MODEL] [--steps N] [--K fx,fy,cx,cy] [--set KEY=VALUE ...]
 """
 from __future__ import annotations
 
@@ -249,7 +249,8 @@ def _add_adapt_command(sub) -> None:
     ad.add_argument("--every", type=int, default=1, help="label every n-th frame")
     ad.add_argument("--max-frames", type=int, default=None)
     ad.add_argument("--workdir", type=Path, default=None, help="keep the labels and the training run here")
-    ad.add_argument("overrides", nargs="*", metavar="key=value", help="trainer config overrides")
+    ad.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="trainer config override (repeatable), e.g. --set optim.lr=1e-4")
     ad.set_defaults(handler=_cmd_adapt)
 
 

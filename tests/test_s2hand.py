@@ -141,10 +141,12 @@ def test_adapt_on_real_footage_lowers_the_2d_disagreement_with_the_teacher(tmp_p
     init = save_model(tmp_path / "init.safetensors", create("mano_regressor", **TINY_MODEL), "mano_regressor",
                       TINY_MODEL, {"crop_size": 64})
     out = tmp_path / "adapted.safetensors"
+    sets = ["data.workers=0", "data.batch_size=16", "optim.lr=3e-3"] \
+        + [f"task.model.{k}={v}" for k, v in TINY_MODEL.items()] \
+        + [f"data.options.{k}={v}" for k, v in SPLIT.items()]
     rc = cli_main(["adapt", str(labels), "--out", str(out), "--init", str(init), "--steps", "80",
-                   "--crop-size", "64", "--workdir", str(tmp_path / "work"), "data.workers=0",
-                   "data.batch_size=16", "optim.lr=3e-3", f"task.model={TINY_MODEL}".replace(" ", "")]
-                  + [f"data.options.{k}={v}" for k, v in SPLIT.items()])
+                   "--crop-size", "64", "--workdir", str(tmp_path / "work")]
+                  + [a for kv in sets for a in ("--set", kv)])
     assert rc == 0 and out.is_file()
     before = _eval_2d_error(init, labels, 64)
     after = _eval_2d_error(out, labels, 64)
