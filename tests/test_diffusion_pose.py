@@ -236,3 +236,33 @@ def test_lifter_loads_from_a_model_file_and_reports_the_spread(tmp_path):
     assert lifter(crops, uv, None).joints_std_m is None  # one hypothesis: no spread
     with pytest.raises(CheckpointError, match="not 'mano_regressor'"):
         load_lifter(path, expected_model="mano_regressor")
+
+
+def test_diffusion_model_runs_in_the_estimator_with_uncertainty(tmp_path, train_data):
+    import os
+    from pathlib import Path
+
+    import cv2
+
+    real = Path(os.environ.get("HAND_POSE_REAL_DATA",
+                               Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real")) / "hands.jpg"
+    if not real.is_file():
+        pytest.skip(f"real image not found at {real} (../shared/data/real is only on CI/dev machines)")
+    from hand_pose_core.pipeline.estimator import HandPoseEstimator
+
+    task = build_task("diffusion", {"model": TINY})
+    torch.manual_seed(0)
+    model = _train(task, task.build_model(), train_data, steps=60).eval()
+    path = save_model(tmp_path / "d.safetensors", model, "diffusion_pose", TINY,
+                      {"crop_size": S, "num_hypotheses": 6, "num_steps": 4})
+    image = cv2.cvtColor(cv2.imread(str(real)), cv2.COLOR_BGR2RGB)
+    est = HandPoseEstimator(tracking=False, model="diffusion_pose", checkpoint=str(path))
+    hands = est(image)
+    assert len(hands) == 2 and est.last_timings_ms["lifter"] > 0
+    for h in hands:
+        assert h.joints_std_m is not None and h.joints_std_m.shape == (21,)
+        assert np.all(np.isfinite(h.joints_std_m)) and np.all(h.joints_std_m[1:] > 0)
+        assert np.all(np.isfinite(h.joints_3d)) and np.all(h.joints_3d[:, 2] > 0)
+    # one hypothesis: no spread reported
+    est._lifter.num_hypotheses = 1
+    assert all(h.joints_std_m is None for h in est(image))
