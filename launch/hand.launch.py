@@ -2,6 +2,8 @@
 
     ros2 launch hand_pose_ros hand.launch.py image:=/camera/color/image_raw \
         camera_info:=/camera/color/camera_info backend:=onnxruntime
+    ros2 launch hand_pose_ros hand.launch.py image:=/camera/color/image_raw \
+        camera_info:=/camera/color/camera_info depth:=/camera/aligned_depth_to_color/image_raw
     ros2 launch hand_pose_ros hand.launch.py replay:=true              # built-in sample photo
     ros2 launch hand_pose_ros hand.launch.py replay:=true replay_source:=/path/video.mp4 rviz:=true
 
@@ -28,9 +30,13 @@ def generate_launch_description():
 
     image = LaunchConfiguration("image")
     camera_info = LaunchConfiguration("camera_info")
+    depth = LaunchConfiguration("depth")
     args = [
         DeclareLaunchArgument("image", default_value="image", description="input sensor_msgs/Image topic"),
         DeclareLaunchArgument("camera_info", default_value="camera_info", description="input CameraInfo topic"),
+        DeclareLaunchArgument("depth", default_value="depth",
+                              description="input depth image aligned to the colour image (16UC1 mm / 32FC1 m), optional"),
+        DeclareLaunchArgument("use_depth", default_value="true", description="fuse the depth topic when it publishes"),
         DeclareLaunchArgument("params_file", default_value=default_params, description="hand_pose_node parameter YAML"),
         DeclareLaunchArgument("backend", default_value="onnxruntime", description="torch | onnxruntime | tensorrt"),
         DeclareLaunchArgument("device", default_value="cpu", description="cpu | cuda | auto"),
@@ -54,8 +60,10 @@ def generate_launch_description():
         name="hand_pose_node",
         output="screen",
         parameters=[LaunchConfiguration("params_file"),
-                    {"backend": LaunchConfiguration("backend"), "device": LaunchConfiguration("device")}],
-        remappings=[("image", image), ("image/compressed", [image, "/compressed"]), ("camera_info", camera_info)],
+                    {"backend": LaunchConfiguration("backend"), "device": LaunchConfiguration("device"),
+                     "use_depth": LaunchConfiguration("use_depth")}],
+        remappings=[("image", image), ("image/compressed", [image, "/compressed"]), ("camera_info", camera_info),
+                    ("depth", depth)],
     )
     replay = Node(
         package=PACKAGE,
@@ -67,7 +75,8 @@ def generate_launch_description():
             "source": LaunchConfiguration("replay_source"),
             "rate_hz": PythonExpression(["float(", LaunchConfiguration("replay_rate"), ")"]),
         }],
-        remappings=[("image", image), ("image/compressed", [image, "/compressed"]), ("camera_info", camera_info)],
+        remappings=[("image", image), ("image/compressed", [image, "/compressed"]), ("camera_info", camera_info),
+                    ("depth", depth)],
     )
     rviz = Node(
         package="rviz2",
