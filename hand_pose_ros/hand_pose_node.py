@@ -123,6 +123,7 @@ class HandPoseNode(Node):
 
         kwargs = {k: cfg[k] for k in ESTIMATOR_ARGS}
         kwargs["mano_root"] = kwargs["mano_root"] or None
+        kwargs["checkpoint"] = (kwargs["checkpoint"] or None) if kwargs["model"] != "mediapipe" else None
         kwargs["with_mesh"] = kwargs["with_mesh"] and kwargs["fit_mano"]  # the mesh comes from the fit
         return HandPoseEstimator(**kwargs)
 
@@ -132,6 +133,14 @@ class HandPoseNode(Node):
             if spec is None:
                 continue
             reason = check_value(spec, prm.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        new = {prm.name: prm.value for prm in params}
+        if "model" in new or "checkpoint" in new:  # refuse a bad model file before the rebuild
+            from hand_pose_core.pipeline.lifters import check_model_choice
+
+            reason = check_model_choice(new.get("model", self._cfg["model"]),
+                                        new.get("checkpoint", self._cfg["checkpoint"]))
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)

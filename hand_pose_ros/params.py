@@ -11,6 +11,7 @@ ESTIMATOR_ARGS = (
     "max_hands", "backend", "device", "precision", "variant", "min_detection_score",
     "min_presence_score", "nms_iou", "mirrored", "tracking", "smoothing",
     "smoothing_min_cutoff", "smoothing_beta", "fit_mano", "with_mesh", "mano_root", "refine_passes",
+    "model", "checkpoint",
 )
 
 
@@ -32,6 +33,10 @@ PARAMS: tuple[Param, ...] = (
     Param("precision", "fp32", "numeric precision of the networks (fp32, fp16)", read_only=True),
     Param("variant", "full", "MediaPipe model variant (full, lite)", read_only=True),
     Param("mano_root", "", "folder or file of the official MANO model (MANO_RIGHT.pkl / MANO_LEFT.pkl); empty: the fitter's default", read_only=True),
+    Param("model", "mediapipe", "where the 3D comes from: mediapipe (built-in world landmarks) or a trained "
+          "model (mano_regressor, zimmermann_brox, ...) loaded from checkpoint"),
+    Param("checkpoint", "", "model file (.safetensors written by training) of a trained model; used "
+          "when model is not mediapipe"),
     Param("max_hands", 2, "largest number of hands reported per frame", min_value=1, max_value=8),
     Param("min_detection_score", 0.5, "palm detection score threshold, 0..1", min_value=0.0, max_value=1.0),
     Param("min_presence_score", 0.5, "hand presence score threshold, 0..1", min_value=0.0, max_value=1.0),
