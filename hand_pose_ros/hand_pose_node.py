@@ -30,6 +30,7 @@ from hand_pose_ros.diagnostics import NodeStats, diagnostic_array
 from hand_pose_ros.image_conv import ImageFormatError, compressed_msg_to_rgb, image_msg_to_rgb, rgb_to_image_msg
 from hand_pose_ros.latest_slot import LatestSlot
 from hand_pose_ros.params import ESTIMATOR_ARGS, PARAMS, PARAMS_BY_NAME, check_value
+from hand_pose_ros.shutdown import SigintGuard
 
 OUTPUT_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -263,11 +264,18 @@ class HandPoseNode(Node):
         self.stats.record_frame(len(hands), latency_ms, (t2 - t1) * 1e3, ((t3 - t0) - (t2 - t1)) * 1e3)
 
     def close(self) -> None:
+        """Stop the worker and wait for it: it must not be inside the estimator (onnxruntime/torch
+        threads) or a publish when rclpy shuts down and the interpreter exits."""
         self.slot.close()
-        self._worker.join(timeout=5.0)
+        self._worker.join(timeout=10.0)
+        if self._worker.is_alive():
+            self.get_logger().warning("the worker thread did not stop within 10 s")
 
 
 def main(args=None) -> int:
+    # Only the first SIGINT interrupts; repeated ones (terminal + launch) cannot break the
+    # clean-up below (hand_pose_ros.shutdown). Installed before rclpy.init: rclpy chains to it.
+    sigint = SigintGuard().install()
     rclpy.init(args=args)
     node = None
     try:
@@ -280,10 +288,12 @@ def main(args=None) -> int:
         rclpy.logging.get_logger("hand_pose_node").fatal(f"hand_pose_node failed to start: {e}")
         return 1
     finally:
+        sigint.begin_shutdown()
         if node is not None:
             node.close()
             node.destroy_node()
         rclpy.try_shutdown()
+        sigint.finish()
     return 0
 
 
