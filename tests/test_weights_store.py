@@ -136,8 +136,11 @@ def test_onnx_export_of_converted_models(name, tflite_dir, tmp_path, monkeypatch
     with torch.no_grad():
         want = model(x)
     for g, w in zip(got, want, strict=True):
-        # 1e-4 absolute, plus 1e-5 relative for the pixel outputs (|values| up to ~200 px).
-        np.testing.assert_allclose(g, w.numpy(), atol=1e-4, rtol=1e-5)
+        # 1e-4 absolute plus 1e-6 of the output's range: float32 convolutions summed in another
+        # order differ by that much on outputs whose values reach ~200 px (seen: 1.5e-4 on a
+        # 0.2-valued element next to 200 px ones, on an AMD EPYC host); 1e-5 relative on top.
+        scale = float(np.abs(w.numpy()).max())
+        np.testing.assert_allclose(g, w.numpy(), atol=1e-4 + 1e-6 * scale, rtol=1e-5)
 
 
 def test_failed_download_says_what_to_do(empty_cache, tmp_path, monkeypatch):
