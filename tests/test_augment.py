@@ -283,3 +283,23 @@ def test_rotvec_conversions_match_scipy_including_near_pi():
         R = rotvec_to_matrix(rv)
         np.testing.assert_allclose(R, Rotation.from_rotvec(rv).as_matrix(), atol=1e-12)
         np.testing.assert_allclose(rotvec_to_matrix(matrix_to_rotvec(R)), R, atol=1e-9)
+
+
+def test_loader_batches_identical_with_0_and_2_workers():
+    from torch.utils.data import DataLoader
+
+    from training.augment import worker_init
+    from training.datasets.collate import collate_samples
+
+    base = [make_sample(i) for i in range(6)]
+    ds = AugmentedDataset(base, build_transform({"crop_size": 48, "rot_deg": 90, "noise_prob": 0.5,
+                                                 "clutter_prob": 0.5}, train=True), seed=3)
+    ds.set_epoch(4)
+    runs = []
+    for workers in (0, 2):
+        loader = DataLoader(ds, batch_size=3, num_workers=workers, collate_fn=collate_samples,
+                            worker_init_fn=worker_init if workers else None)
+        runs.append([b for b in loader])
+    for a, b in zip(*runs):
+        for key in ("image", "K", "joints_2d", "joints_cam_m", "mask"):
+            assert torch.equal(a[key], b[key]), key

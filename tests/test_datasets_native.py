@@ -239,6 +239,10 @@ def test_rhd_left_right_split_joint_order_mask_depth(tmp_path):
     assert len(build_dataset("rhd", tmp_path, "train", min_visible=6)) == 2
     dominant = build_dataset("rhd", tmp_path, "train", hands="dominant")
     assert [s["side"] for s in dominant] == ["left", "right"]  # sample 7: the right hand has more pixels
+    # Python 2's cPickle wrote protocol 0 by default: the same reader handles it
+    with open(tmp_path / "training" / "anno_training.pickle", "wb") as fh:
+        pickle.dump(anno, fh, protocol=0)
+    np.testing.assert_array_equal(build_dataset("rhd", tmp_path, "train")[2]["joints_cam_m"], ds[2]["joints_cam_m"])
 
 
 def test_rhd_bad_annotations_are_refused(tmp_path):
