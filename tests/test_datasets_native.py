@@ -133,6 +133,9 @@ def test_freihand_evaluation_split(tmp_path):
     assert s["id"] == "freihand/evaluation/00000001" and "mask" not in s
     np.testing.assert_allclose(s["verts_cam_m"], truth[("evaluation", 1)]["verts"], atol=1e-6)
     np.testing.assert_allclose(s["joints_cam_m"], truth[("evaluation", 1)]["xyz"], atol=1e-6)
+    np.testing.assert_allclose(s["mano_shape"], truth[("evaluation", 1)]["beta"], atol=1e-6)
+    (tmp_path / "evaluation_mano.json").unlink()  # optional for the evaluation split
+    assert "mano_pose" not in build_dataset("freihand", tmp_path, "evaluation")[0]
 
 
 def test_freihand_errors_name_the_file(tmp_path):

@@ -22,7 +22,7 @@ facts from the dataset's published toolbox, ``lmb-freiburg/freihand``):
   (JPEG: thresholded at 128), shared by the 4 versions.
 * ``evaluation/rgb/%08d.jpg``: N evaluation images (one version); the evaluation annotations
   (``evaluation_xyz.json`` etc.) come with the v2 evaluation release; without them the split
-  cannot be read (the error says so).
+  cannot be read (the error says so); ``evaluation_mano.json`` is optional.
 
 Every sample is one right hand, all 21 joints visible. Options: ``versions`` (subset of the four,
 training only), ``verts`` (None = evaluation only), ``masks`` (read the masks), ``mano``
@@ -67,9 +67,11 @@ class FreiHand:
         self.K = self._load(f"{s}_K.json", (-1, 3, 3), "N intrinsics 3x3")
         n = len(self.K)
         self.xyz = self._load(f"{s}_xyz.json", (n, 21, 3), f"{n} x 21 x 3 joints (metres)")
-        params = self._load(f"{s}_mano.json", None, f"{n} MANO entries [[61 values]]")
-        self.mano = as_array(params.reshape(n, -1) if params.ndim == 3 and params.shape[1] == 1 else params,
-                             (n, 61), self.root / f"{s}_mano.json", f"{n} MANO entries of 61 values")
+        self.mano = None
+        if s == "training" or (self.root / f"{s}_mano.json").is_file():  # optional for evaluation
+            params = self._load(f"{s}_mano.json", None, f"{n} MANO entries [[61 values]]")
+            self.mano = as_array(params.reshape(n, -1) if params.ndim == 3 and params.shape[1] == 1 else params,
+                                 (n, 61), self.root / f"{s}_mano.json", f"{n} MANO entries of 61 values")
         scale_path = self.root / f"{s}_scale.json"
         if scale_path.is_file():
             self._load(f"{s}_scale.json", (n,), f"{n} scale values")
@@ -112,14 +114,15 @@ class FreiHand:
         image = read_rgb(path, f"FreiHAND {self.set} image ({self.versions[k]} version of sample {uid})")
         K = self.K[uid]
         xyz = self.xyz[uid]
-        pose, shape = self.mano[uid, :48], self.mano[uid, 48:58]
         sample = {
             "image": image, "K": K.copy(), "joints_cam_m": xyz.copy(), "joints_2d": project(K, xyz),
             "visible": np.ones(21, bool), "side": "right", "id": f"freihand/{self.set}/{path.stem}",
-            "mano_pose": pose.copy(), "mano_shape": shape.copy(),
         }
-        if self.mano_model is not None:
-            sample["mano_trans"] = (xyz[0] - mano_root_joint(self.mano_model, shape)).astype(np.float32)
+        if self.mano is not None:
+            pose, shape = self.mano[uid, :48], self.mano[uid, 48:58]
+            sample.update(mano_pose=pose.copy(), mano_shape=shape.copy())
+            if self.mano_model is not None:
+                sample["mano_trans"] = (xyz[0] - mano_root_joint(self.mano_model, shape)).astype(np.float32)
         if self.verts is not None:
             sample["verts_cam_m"] = self.verts[uid].copy()
         if self.masks:
