@@ -166,3 +166,10 @@ def test_hand_metrics_summary():
     curve = (2 + 3 * (thr >= 5)) / 5
     np.testing.assert_allclose(r["auc2d_0_30px"], np.trapezoid(curve, thr) / 30)
     assert HandMetrics().compute() == {}
+    # two accumulators merged = one that saw everything
+    a, b = HandMetrics(), HandMetrics()
+    a.update(gt[:2], gt[:2])
+    b.update(shifted, gt_nan)
+    merged = a.merge(b).compute()
+    np.testing.assert_allclose(merged["mpjpe_mm"], r["mpjpe_mm"])
+    assert merged["n_3d"] == 4

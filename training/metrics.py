@@ -53,8 +53,9 @@ def _t(x, dtype=torch.float64) -> torch.Tensor:
 
 
 def _like(out: torch.Tensor, ref):
+    """Return ``out`` as the caller gave ``ref``: numpy, or a tensor of its dtype and device."""
     if isinstance(ref, torch.Tensor):
-        return out.to(ref.dtype if ref.is_floating_point() else torch.float32)
+        return out.to(device=ref.device, dtype=ref.dtype if ref.is_floating_point() else torch.float32)
     return out.numpy()
 
 
@@ -246,6 +247,12 @@ class HandMetrics:
             p2, g2 = _check_pair(pred_2d, gt_2d, (2,))
             self._e["e2d"].append(torch.linalg.norm(p2 - g2, dim=-1))
             self._e["vis2d"].append(_vis(visible, p2.shape[:2]))
+
+    def merge(self, other: "HandMetrics") -> "HandMetrics":
+        """Add another accumulator's samples (e.g. gathered from other ranks); returns self."""
+        for key, parts in other._e.items():
+            self._e[key].extend(parts)
+        return self
 
     def compute(self) -> dict:
         out: dict = {}
