@@ -93,6 +93,24 @@ def write_freihand(root, n=3, n_eval=2, eval_annotations=True):
     return truth
 
 
+def test_freihand_verts_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HAND_POSE_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "fh").mkdir()
+    truth = write_freihand(tmp_path / "fh")
+    a = build_dataset("freihand", tmp_path / "fh", "train", verts=True)
+    cached = list((tmp_path / "cache" / "datasets" / "freihand").glob("*_training_verts.npy"))
+    assert len(cached) == 1
+    b = build_dataset("freihand", tmp_path / "fh", "train", verts=True)  # from the .npy
+    assert isinstance(b.verts, np.memmap)
+    np.testing.assert_allclose(b[2]["verts_cam_m"], truth[("training", 2)]["verts"], atol=1e-6)
+    np.testing.assert_array_equal(a[2]["verts_cam_m"], b[2]["verts_cam_m"])
+    del a, b  # they map the file: truncating it under them would fault (the reader only ever
+    # replaces cache files atomically)
+    cached[0].write_bytes(b"garbage")  # a damaged cache file is rebuilt
+    c = build_dataset("freihand", tmp_path / "fh", "train", verts=True)
+    np.testing.assert_allclose(c[1]["verts_cam_m"], truth[("training", 1)]["verts"], atol=1e-6)
+
+
 def test_freihand_layout_versions_joints_and_mano(tmp_path):
     truth = write_freihand(tmp_path)
     ds = build_dataset("freihand", tmp_path, "train", mano=MANO)
@@ -121,11 +139,12 @@ def test_freihand_layout_versions_joints_and_mano(tmp_path):
     only_hom = build_dataset("freihand", tmp_path, "train", versions=("hom",), masks=False)
     assert len(only_hom) == 3 and only_hom[2]["id"] == "freihand/training/00000005"
     assert "mask" not in only_hom[2] and "mano_trans" not in only_hom[2]  # no MANO model: no translation
-    with_verts = build_dataset("freihand", tmp_path, "train", verts=True)
+    with_verts = build_dataset("freihand", tmp_path, "train", verts=True, cache_verts=False)
     np.testing.assert_allclose(with_verts[1]["verts_cam_m"], truth[("training", 1)]["verts"], atol=1e-6)
 
 
-def test_freihand_evaluation_split(tmp_path):
+def test_freihand_evaluation_split(tmp_path, monkeypatch):
+    monkeypatch.setenv("HAND_POSE_CACHE_DIR", str(tmp_path / "cache"))
     truth = write_freihand(tmp_path)
     ds = build_dataset("freihand", tmp_path, "evaluation")
     assert len(ds) == 2
