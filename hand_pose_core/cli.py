@@ -3,6 +3,8 @@
     hand-pose weights [--source PATH] [--offline] [--variant full|lite|all] [--force]
     hand-pose predict IMAGE... [--K fx,fy,cx,cy] [--json OUT] [--overlay DIR]
     hand-pose run VIDEO|DIR [--output results.jsonl] [--overlay out.mp4] [--K fx,fy,cx,cy]
+    hand-pose synth --out DIR --count N [--workers 2] [--seed 0] [--depth] [--backgrounds DIR]
+    hand-pose pseudo-label VIDEO|DIR|BAG --out DIR [--K fx,fy,cx,cy]
 """
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fps", type=float, default=None, help="frame rate of an image folder (default 30)")
     _add_estimator_args(run)
     run.set_defaults(handler=_cmd_run)
+    _add_data_commands(sub)
     return parser
 
 
@@ -160,6 +163,72 @@ def _cmd_run(args) -> int:
     if writer is not None:
         writer.release()
     print(f"{n_frames} frames, {n_with_hands} with hands -> {args.output}" + (f", overlay {args.overlay}" if args.overlay else ""))
+    return 0
+
+
+# --------------------------------------------------------------------------- training data
+def _add_data_commands(sub) -> None:
+    synth = sub.add_parser("synth", help="render a synthetic training set (MANO hands, exact labels)")
+    synth.add_argument("--out", type=Path, required=True, help="output folder (layout: training.synthetic.writer)")
+    synth.add_argument("--count", type=int, required=True, help="number of images")
+    synth.add_argument("--workers", type=int, default=2, help="render processes (0 = in this process)")
+    synth.add_argument("--seed", type=int, default=0, help="dataset seed: sample i depends on (seed, i) only")
+    synth.add_argument("--size", type=int, default=256, help="image size in pixels (square)")
+    synth.add_argument("--depth", action="store_true", help="also write the rendered depth (16-bit PNG, mm)")
+    synth.add_argument("--backgrounds", type=Path, default=None,
+                       help="folder of background images (default: procedural backgrounds)")
+    synth.add_argument("--mano-root", type=Path, default=None,
+                       help="folder or file of the official MANO models (default: the synthetic MANO model)")
+    synth.add_argument("--distance", default="0.2,1.5", help="min,max camera depth of the hand in metres")
+    synth.add_argument("--left-fraction", type=float, default=0.5, help="share of left hands")
+    synth.set_defaults(handler=_cmd_synth)
+
+    pl = sub.add_parser("pseudo-label", help="track hands through your own footage and store teacher labels")
+    pl.add_argument("source", type=Path, help="video file, folder of images, or ROS 2 bag (.mcap/.db3/folder)")
+    pl.add_argument("--out", type=Path, required=True, help="output folder (layout: training.pseudo_label)")
+    pl.add_argument("--K", dest="K", help="intrinsics fx,fy,cx,cy in pixels (default: the bag's CameraInfo, "
+                    "else an uncalibrated guess)")
+    pl.add_argument("--crop-size", type=int, default=256, help="side of the stored hand crops in pixels")
+    pl.add_argument("--crop-scale", type=float, default=1.6, help="crop side / extent of the 2D joints")
+    pl.add_argument("--min-score", type=float, default=0.5, help="drop hands with a lower presence score")
+    pl.add_argument("--every", type=int, default=1, help="keep every n-th frame (all are tracked)")
+    pl.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    pl.add_argument("--fps", type=float, default=None, help="frame rate of an image folder (default 30)")
+    pl.add_argument("--topic", default=None, help="image topic of a bag (default: the first image topic)")
+    pl.add_argument("--max-hands", type=int, default=2)
+    pl.add_argument("--backend", default="onnxruntime", choices=["torch", "onnxruntime", "tensorrt"])
+    pl.add_argument("--variant", default="full", choices=["full", "lite"])
+    pl.add_argument("--mirrored", action="store_true", help="images are mirrored (selfie view)")
+    pl.add_argument("--mano-root", type=Path, default=None, help="folder or file of the official MANO model")
+    pl.set_defaults(handler=_cmd_pseudo_label)
+
+
+def _cmd_synth(args) -> int:
+    from training.synthetic.writer import write_dataset  # training is imported lazily
+
+    try:
+        lo, hi = (float(v) for v in args.distance.split(","))
+    except ValueError:
+        raise ValueError(f"--distance expects min,max in metres, got {args.distance!r}") from None
+    result = write_dataset(
+        args.out, args.count, workers=args.workers, seed=args.seed, image_size=args.size,
+        mano_root=args.mano_root, background_dir=args.backgrounds, with_depth=args.depth,
+        distance_m=(lo, hi), left_fraction=args.left_fraction)
+    print(f"wrote {args.count} images to {args.out} in {result['seconds']:.1f} s "
+          f"({result['images_per_s']:.0f} images/s with {args.workers} worker(s))")
+    return 0
+
+
+def _cmd_pseudo_label(args) -> int:
+    from training.pseudo_label import pseudo_label  # training is imported lazily
+
+    meta = pseudo_label(
+        args.source, args.out, K=parse_K(args.K), crop_size=args.crop_size, crop_scale=args.crop_scale,
+        min_score=args.min_score, max_frames=args.max_frames, every=args.every, fps=args.fps,
+        topic=args.topic, max_hands=args.max_hands, backend=args.backend, variant=args.variant,
+        mirrored=args.mirrored, mano_root=args.mano_root)
+    print(f"{meta['frames']} frames, {meta['count']} labelled hands -> {args.out}"
+          + ("" if meta["calibrated"] else " (uncalibrated K: 3D depth is a guess)"))
     return 0
 
 

@@ -30,6 +30,29 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def cache_file_mode() -> int:
+    """Permission bits of every file the cache writers publish: ``0o666 & ~umask``, what a plain
+    ``open(path, 'w')`` would give (0644 with the usual umask 022). Temporary files from
+    ``tempfile.mkstemp`` are 0600 whatever the umask, so writers must not publish them as they
+    are; :func:`publish_file` applies this mode."""
+    try:  # Linux >= 4.7 reports the umask without changing it (os.umask is process-global)
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def publish_file(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Give a finished temporary file the cache's file mode and move it to ``path`` atomically."""
+    os.chmod(tmp, cache_file_mode())
+    os.replace(tmp, path)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``,
     so a reader never sees a half-written cache file (several processes may fill the cache)."""
@@ -41,8 +64,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared
-        os.replace(tmp, path)
+        publish_file(tmp, path)  # mkstemp creates 0600: publish with the cache's file mode
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

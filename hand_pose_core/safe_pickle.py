@@ -12,8 +12,19 @@ the name is read, before anything is called:
   the constructor arguments and the ``__setstate__`` state. chumpy and scipy are never imported
   through the pickle (chumpy does not even import on Python >= 3.11 / numpy >= 1.24).
 
-:func:`standin_to_numpy` then turns stand-ins into plain numpy arrays (a chumpy ``Ch`` into its
-``x`` array, a sparse matrix into a dense array).
+:func:`standin_to_numpy` then turns stand-ins into plain numpy arrays without chumpy:
+
+* ``chumpy.ch.Ch`` -> its stored value ``x``;
+* the pure re-orderings chumpy pickles as unevaluated expressions, evaluated from their pickled
+  state: ``chumpy.reordering.Select`` (state ``a``, ``idxs``, ``preferred_shape``:
+  ``a.ravel()[idxs].reshape(preferred_shape)``; the official MANO files store ``shapedirs`` this
+  way, as the slice ``[:, :, :10]`` of a ``Ch`` holding a (778, 3, 20) array),
+  ``chumpy.reordering.Reshape`` (``a``, ``newshape``) and ``chumpy.reordering.transpose``
+  (``a``, ``axes``). Indices and shapes are checked, nesting is bounded (a cyclic or absurdly
+  deep expression is a ValueError, not a RecursionError);
+* ``scipy.sparse`` csc/csr/coo -> a dense array.
+
+Any other chumpy expression (arithmetic, ...) is a ValueError naming its class.
 """
 from __future__ import annotations
 
@@ -246,6 +257,9 @@ def is_sparse(obj: Any) -> bool:
     return isinstance(obj, StandIn) and obj.pickle_module.startswith(_SPARSE_MODULE_PREFIX)
 
 
+_MAX_DENSE_ELEMENTS = 1 << 28  # 2 GiB of float64: far above any model matrix
+
+
 def _sparse_to_dense(obj: StandIn) -> np.ndarray:
     st = obj.state
     if isinstance(st, tuple) and st and isinstance(st[0], dict):  # (dict, slots)
@@ -256,6 +270,8 @@ def _sparse_to_dense(obj: StandIn) -> np.ndarray:
     if shape is None:
         raise ValueError(f"{obj.qualname}: pickled state has no shape")
     rows, cols = (int(s) for s in shape)
+    if rows < 0 or cols < 0 or rows * cols > _MAX_DENSE_ELEMENTS:
+        raise ValueError(f"{obj.qualname}: implausible shape {(rows, cols)} for a model matrix")
     data = np.asarray(st["data"])
     fmt = obj.pickle_name[:3]
     out = np.zeros((rows, cols), dtype=data.dtype if data.size else np.float64)
@@ -283,22 +299,121 @@ def _sparse_to_dense(obj: StandIn) -> np.ndarray:
     return out
 
 
-def standin_to_numpy(obj: Any) -> Any:
-    """Convert stand-ins to numpy: chumpy -> its ``x`` value, sparse -> dense array.
+_MAX_CHUMPY_DEPTH = 32
 
-    Other values are returned unchanged. Raises ValueError for a chumpy object that carries no
-    concrete value (an unevaluated chumpy expression).
-    """
+
+def _standin_state(obj: StandIn) -> dict:
+    st = obj.state
+    if isinstance(st, tuple) and st and isinstance(st[0], dict):  # (dict, slots)
+        st = st[0]
+    if not isinstance(st, dict):
+        raise ValueError(f"chumpy object {obj.qualname}: unexpected pickled state "
+                         f"{type(st).__name__}")
+    return st
+
+
+def _chumpy_operand(obj: StandIn, st: dict, key: str, depth: int) -> np.ndarray:
+    if key not in st:
+        raise ValueError(f"chumpy object {obj.qualname}: pickled state has no '{key}'")
+    value = np.asarray(_to_numpy(st[key], depth + 1))
+    if value.dtype.kind not in "biuf":
+        raise ValueError(f"chumpy object {obj.qualname}: '{key}' is not numeric "
+                         f"(dtype {value.dtype})")
+    return value
+
+
+def _shape_tuple(obj: StandIn, value: Any, what: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in np.atleast_1d(np.asarray(value)))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"chumpy object {obj.qualname}: bad {what} {value!r}") from exc
+    if any(s < 0 for s in shape):
+        raise ValueError(f"chumpy object {obj.qualname}: negative entry in {what} {shape}")
+    return shape
+
+
+def _select(obj: StandIn, st: dict, depth: int) -> np.ndarray:
+    """chumpy.reordering.Select: ``a.ravel()[idxs].reshape(preferred_shape)``."""
+    a = _chumpy_operand(obj, st, "a", depth).ravel()
+    idxs = _chumpy_operand(obj, st, "idxs", depth).ravel()
+    if idxs.dtype.kind not in "biu":
+        raise ValueError(f"chumpy object {obj.qualname}: 'idxs' must be integers, "
+                         f"got dtype {idxs.dtype}")
+    idxs = idxs.astype(np.int64)
+    if idxs.size and (idxs.min() < 0 or idxs.max() >= a.size):
+        raise ValueError(
+            f"chumpy object {obj.qualname}: 'idxs' out of range [0, {a.size}) "
+            f"(min {idxs.min()}, max {idxs.max()})"
+        )
+    shape = st.get("preferred_shape")
+    shape = (idxs.size,) if shape is None else _shape_tuple(obj, shape, "preferred_shape")
+    if int(np.prod(shape)) != idxs.size:
+        raise ValueError(f"chumpy object {obj.qualname}: preferred_shape {shape} does not hold "
+                         f"{idxs.size} selected values")
+    return a[idxs].reshape(shape)
+
+
+def _reshape(obj: StandIn, st: dict, depth: int) -> np.ndarray:
+    """chumpy.reordering.Reshape: ``a.reshape(newshape)``."""
+    a = _chumpy_operand(obj, st, "a", depth)
+    shape = _shape_tuple(obj, st.get("newshape"), "newshape")
+    try:
+        return a.reshape(shape)
+    except ValueError as exc:
+        raise ValueError(f"chumpy object {obj.qualname}: cannot reshape {a.shape} to "
+                         f"{shape}") from exc
+
+
+def _transpose(obj: StandIn, st: dict, depth: int) -> np.ndarray:
+    """chumpy.reordering.transpose: ``np.transpose(a, axes)`` (axes None = reversed)."""
+    a = _chumpy_operand(obj, st, "a", depth)
+    axes = st.get("axes")
+    if axes is not None:
+        axes = _shape_tuple(obj, axes, "axes")
+        if sorted(axes) != list(range(a.ndim)):
+            raise ValueError(f"chumpy object {obj.qualname}: axes {axes} do not permute "
+                             f"{a.ndim} dimensions")
+    return np.ascontiguousarray(np.transpose(a, axes))
+
+
+_CHUMPY_EXPRESSIONS = {
+    ("chumpy.reordering", "Select"): _select,
+    ("chumpy.reordering", "Reshape"): _reshape,
+    ("chumpy.reordering", "transpose"): _transpose,
+}
+
+
+def _chumpy_to_numpy(obj: StandIn, depth: int) -> np.ndarray:
+    if depth > _MAX_CHUMPY_DEPTH:
+        raise ValueError(
+            f"chumpy object {obj.qualname}: expression nested deeper than "
+            f"{_MAX_CHUMPY_DEPTH} levels (cyclic or not a model file)"
+        )
+    st = _standin_state(obj)
+    evaluate = _CHUMPY_EXPRESSIONS.get((obj.pickle_module, obj.pickle_name))
+    if evaluate is not None:
+        return evaluate(obj, st, depth)
+    if "x" in st:  # chumpy.ch.Ch (and subclasses) hold their value in x
+        return np.asarray(_to_numpy(st["x"], depth + 1))
+    raise ValueError(
+        f"chumpy object {obj.qualname} has no stored value 'x' (an unevaluated chumpy "
+        "expression this loader does not evaluate); cannot convert it without chumpy"
+    )
+
+
+def _to_numpy(obj: Any, depth: int) -> Any:
     if is_sparse(obj):
         return _sparse_to_dense(obj)
     if is_chumpy(obj):
-        st = obj.state
-        if isinstance(st, tuple) and st and isinstance(st[0], dict):
-            st = st[0]
-        if isinstance(st, dict) and "x" in st:
-            return np.asarray(standin_to_numpy(st["x"]))
-        raise ValueError(
-            f"chumpy object {obj.qualname} has no stored value 'x' (an unevaluated chumpy "
-            "expression); cannot convert it without chumpy"
-        )
+        return _chumpy_to_numpy(obj, depth)
     return obj
+
+
+def standin_to_numpy(obj: Any) -> Any:
+    """Convert stand-ins to numpy (see the module docstring): chumpy ``Ch`` -> its ``x`` value,
+    chumpy ``Select`` / ``Reshape`` / ``transpose`` -> the evaluated array, sparse -> dense.
+
+    Other values are returned unchanged. Raises ValueError (naming the chumpy class) for a
+    chumpy expression it cannot evaluate or whose state is inconsistent.
+    """
+    return _to_numpy(obj, 0)

@@ -185,6 +185,14 @@ class ReplayNode(Node):
 
 
 def main(args=None) -> int:
+    from hand_pose_ros.cli_help import help_requested, usage
+
+    if help_requested(args):  # print usage and exit instead of starting to publish
+        print(usage("hand_pose_replay", __doc__.split("\n")[0] + " " + __doc__.split("\n")[1], [
+            ("image (out)", "sensor_msgs/Image (transport:=compressed: image/compressed)"),
+            ("camera_info (out)", "sensor_msgs/CameraInfo (when intrinsics are given or the bag has them)"),
+        ], _PARAMS))
+        return 0
     rclpy.init(args=args)
     node = None
     try:

@@ -32,7 +32,7 @@ def _random_hands(rng, n, side="right"):
 
 
 def _render(layer, pose, betas, trans):
-    v, j = layer(torch.from_numpy(pose), torch.from_numpy(betas), torch.from_numpy(trans * 1000))
+    v, j = layer(torch.from_numpy(pose), torch.from_numpy(betas), torch.from_numpy(trans))  # trans in metres
     j = j.numpy() / 1000.0
     h = j @ K.T
     return j, h[..., :2] / h[..., 2:], v.numpy() / 1000.0
@@ -58,7 +58,7 @@ def test_fit_recovers_joints_and_params_are_consistent(models, layers, with_uv):
         # (flat_hand_mean=False convention, trans in metres).
         v, j = layers["right"](torch.from_numpy(r.params.pose[None].astype(np.float64)),
                                torch.from_numpy(r.params.shape[None].astype(np.float64)),
-                               torch.from_numpy(r.params.trans[None].astype(np.float64)) * 1000)
+                               torch.from_numpy(r.params.trans[None].astype(np.float64)))
         np.testing.assert_allclose(j[0].numpy() / 1000, r.joints_m, atol=1e-5)
         np.testing.assert_allclose(v[0].numpy() / 1000, r.vertices_m, atol=1e-5)
 

@@ -176,15 +176,57 @@ def test_gradcheck_small_batch(right):
 
 
 def test_center_idx_and_trans(right):
+    """trans (metres) replaces the centring; the millimetre convenience keeps the old rule."""
     pose = 0.3 * torch.randn(2, 48, generator=torch.Generator().manual_seed(5))
-    trans = torch.tensor([[10.0, -20.0, 500.0], [0.0, 0.0, 0.0]])
+    trans_m = torch.tensor([[0.01, -0.02, 0.5], [0.0, 0.3, 0.0]])
     base_v, base_j = ManoLayer(model=right, use_pca=False)(pose)
-    v, j = ManoLayer(model=right, use_pca=False)(pose, trans=trans)
-    torch.testing.assert_close(v, base_v + trans[:, None])
-    torch.testing.assert_close(j, base_j + trans[:, None])
-    cv, cj = ManoLayer(model=right, use_pca=False, center_idx=9)(pose, trans=trans)
-    torch.testing.assert_close(cj[:, 9], trans)
-    torch.testing.assert_close(cv, base_v - base_j[:, 9:10] + trans[:, None])
+    v, j = ManoLayer(model=right, use_pca=False)(pose, trans=trans_m)
+    torch.testing.assert_close(v, base_v + 1000 * trans_m[:, None])
+    torch.testing.assert_close(j, base_j + 1000 * trans_m[:, None])
+    centred = ManoLayer(model=right, use_pca=False, center_idx=9)
+    cv, cj = centred(pose, trans=trans_m)  # trans given: no centring (manopth)
+    torch.testing.assert_close(cv, base_v + 1000 * trans_m[:, None])
+    torch.testing.assert_close(cj, base_j + 1000 * trans_m[:, None])
+    for no_trans in (None, torch.zeros(2, 3)):  # all-zero trans counts as not given
+        cv, cj = centred(pose, trans=no_trans)
+        torch.testing.assert_close(cj[:, 9], torch.zeros(2, 3))
+        torch.testing.assert_close(cv, base_v - base_j[:, 9:10])
+    trans_mm = 1000 * trans_m
+    mv, mj = centred.forward_trans_mm(pose, trans_mm=trans_mm)
+    torch.testing.assert_close(mj[:, 9], trans_mm)
+    torch.testing.assert_close(mv, base_v - base_j[:, 9:10] + trans_mm[:, None])
+    with pytest.raises(ValueError, match="trans_mm"):
+        centred.forward_trans_mm(pose, trans_mm=torch.zeros(3, 3))
+
+
+def test_manopth_style_call_with_trans_in_metres(right):
+    """``ManoLayer(use_pca=True, ncomps, flat_hand_mean=False, center_idx)(pose, betas, trans)``
+    with trans in metres, as manopth users write it, against the loop implementation."""
+    ncomps, center = 6, 9
+    layer = ManoLayer(model=right, side="right", use_pca=True, ncomps=ncomps,
+                      flat_hand_mean=False, center_idx=center, dtype=torch.float64)
+    g = torch.Generator().manual_seed(21)
+    pose = 0.8 * torch.randn(2, 3 + ncomps, generator=g, dtype=torch.float64)
+    betas = torch.randn(2, 10, generator=g, dtype=torch.float64)
+    trans = torch.tensor([[0.05, -0.12, 0.45], [-0.2, 0.07, 0.9]], dtype=torch.float64)
+    tips = TIP_VERTEX_PRESETS["manopth"]["right"]
+    refs = []
+    for b in range(2):
+        p = pose[b].numpy()
+        fingers = p[3:] @ right["hands_components"][:ncomps] + right["hands_mean"]
+        refs.append(reference_lbs(right, np.concatenate([p[:3], fingers]), betas[b].numpy(), tips))
+    verts, joints = layer(pose, betas, trans)
+    joints_only = layer.forward_joints(pose, betas, trans)
+    for b, (ref_v, ref_j) in enumerate(refs):
+        t = trans[b].numpy()
+        np.testing.assert_allclose(verts[b].numpy(), (ref_v + t) * 1000, atol=1e-8)
+        np.testing.assert_allclose(joints[b].numpy(), (ref_j + t) * 1000, atol=1e-8)
+        np.testing.assert_allclose(joints_only[b].numpy(), (ref_j + t) * 1000, atol=1e-8)
+    # without trans the centre joint goes to the origin
+    verts, joints = layer(pose, betas)
+    for b, (ref_v, ref_j) in enumerate(refs):
+        np.testing.assert_allclose(verts[b].numpy(), (ref_v - ref_j[center]) * 1000, atol=1e-8)
+        np.testing.assert_allclose(joints[b].numpy(), (ref_j - ref_j[center]) * 1000, atol=1e-8)
 
 
 def test_tip_vertex_presets(right):

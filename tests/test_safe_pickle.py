@@ -183,3 +183,46 @@ def test_codecs_encode_limited_to_text_codecs():
     data = b"c_codecs\nencode\n(Vabc\nVzlib\ntR."
     with pytest.raises(UnsafePickleError, match="zlib"):
         safe_loads(data)
+
+
+def test_chumpy_reorderings_evaluated_without_chumpy():
+    import sys
+
+    from py2_pickle import Py2Object, dumps_py2
+
+    x = np.arange(24, dtype=np.float64).reshape(2, 3, 4)
+    ch = Py2Object("chumpy.ch", "Ch", {"x": x})
+    data = dumps_py2({
+        "sel": Py2Object("chumpy.reordering", "Select",
+                         {"a": ch, "idxs": np.array([5, 1, 7, 0]), "preferred_shape": (2, 2)}),
+        "sel_flat": Py2Object("chumpy.reordering", "Select", {"a": ch, "idxs": [3, 2]}),
+        "resh": Py2Object("chumpy.reordering", "Reshape", {"a": ch, "newshape": (4, 6)}),
+        "tr": Py2Object("chumpy.reordering", "transpose", {"a": ch, "axes": (2, 0, 1)}),
+        "tr_default": Py2Object("chumpy.reordering", "transpose", {"a": ch, "axes": None}),
+        "bad_axes": Py2Object("chumpy.reordering", "transpose", {"a": ch, "axes": (0, 0, 1)}),
+        "bad_shape": Py2Object("chumpy.reordering", "Reshape", {"a": ch, "newshape": (5, 5)}),
+        "float_idx": Py2Object("chumpy.reordering", "Select",
+                               {"a": ch, "idxs": np.array([0.5]), "preferred_shape": (1,)}),
+        "no_a": Py2Object("chumpy.reordering", "Select", {"idxs": np.array([0])}),
+    })
+    out = safe_loads(data)
+    np.testing.assert_array_equal(standin_to_numpy(out["sel"]), x.ravel()[[5, 1, 7, 0]].reshape(2, 2))
+    np.testing.assert_array_equal(standin_to_numpy(out["sel_flat"]), [3.0, 2.0])
+    np.testing.assert_array_equal(standin_to_numpy(out["resh"]), x.reshape(4, 6))
+    np.testing.assert_array_equal(standin_to_numpy(out["tr"]), x.transpose(2, 0, 1))
+    np.testing.assert_array_equal(standin_to_numpy(out["tr_default"]), x.T)
+    for key, msg in [("bad_axes", "permute"), ("bad_shape", "reshape"),
+                     ("float_idx", "integers"), ("no_a", "no 'a'")]:
+        with pytest.raises(ValueError, match=msg):
+            standin_to_numpy(out[key])
+    assert "chumpy" not in sys.modules
+
+
+def test_huge_sparse_shape_refused():
+    from py2_pickle import Py2Object, dumps_py2
+
+    state = {"_shape": (10**6, 10**6), "format": "csc", "indices": np.zeros(0, np.int32),
+             "indptr": np.zeros(10**6 + 1, np.int32), "data": np.zeros(0)}
+    out = safe_loads(dumps_py2(Py2Object("scipy.sparse.csc", "csc_matrix", state)))
+    with pytest.raises(ValueError, match="implausible shape"):
+        standin_to_numpy(out)

@@ -25,7 +25,7 @@ from typing import Sequence
 
 import torch
 
-from ..paths import atomic_write_bytes, cache_dir, file_sha256
+from ..paths import atomic_write_bytes, cache_dir, file_sha256, publish_file
 from .base import FlatOutputs, output_names_of
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def export_onnx(
                     dynamic_axes=dynamic_axes, do_constant_folding=True,
                 )
             onnx.checker.check_model(tmp, full_check=True)
-            os.replace(tmp, path)
+            publish_file(tmp, path)  # not 0600 like mkstemp: the cache's file mode
         finally:
             Path(tmp).unlink(missing_ok=True)
     finally:

@@ -30,7 +30,7 @@ def benchmark(n_hands: int = 1, repeats: int = 50, seed: int = 0) -> dict:
     K = np.array([[600.0, 0, 320], [0, 600.0, 240], [0, 0, 1]])
 
     def render(p):
-        _, j = layer(torch.from_numpy(p), torch.from_numpy(betas), torch.from_numpy(trans * 1e3))
+        _, j = layer(torch.from_numpy(p), torch.from_numpy(betas), torch.from_numpy(trans))  # metres
         j = j.numpy() / 1e3
         h = j @ K.T
         return j, h[..., :2] / h[..., 2:]

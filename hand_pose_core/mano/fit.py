@@ -40,7 +40,7 @@ class ManoParams:
     pose: (48,) axis-angle, global rotation first, then the 15 finger joints in MANO order,
         with ``hands_mean`` removed (i.e. for ``ManoLayer(flat_hand_mean=False, use_pca=False)``).
     shape: (10,) betas.
-    trans: (3,) metres, camera frame (``ManoLayer`` takes ``trans * 1000``).
+    trans: (3,) metres, camera frame: exactly ``ManoLayer``'s ``trans`` (metres, manopth semantics).
     """
 
     pose: np.ndarray

@@ -19,7 +19,12 @@ side           str            'right' or 'left'
 
 Official files (``MANO_RIGHT.pkl`` / ``MANO_LEFT.pkl``) are licensed by MPI and must be
 downloaded by the user from https://mano.is.tue.mpg.de; they are read with
-:mod:`hand_pose_core.safe_pickle`, never with ``pickle.load``.
+:mod:`hand_pose_core.safe_pickle`, never with ``pickle.load``, and without chumpy. Their
+layout (Python 2 cPickle, protocol 2, read with ``encoding='latin1'``): ``shapedirs`` is a
+``chumpy.reordering.Select`` (the slice ``[:, :, :10]`` of a ``chumpy.ch.Ch`` holding a
+(778, 3, 20) array), evaluated from its pickled state; ``J_regressor`` a
+``scipy.sparse.csc.csc_matrix`` (densified); ``f`` uint32; ``kintree_table`` with 4294967295
+as the root's parent; extra keys (``J``, ``hands_coeffs``, ``bs_style``, ...) are ignored.
 """
 from __future__ import annotations
 

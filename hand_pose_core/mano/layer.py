@@ -73,8 +73,9 @@ class ManoLayer(nn.Module):
     """MANO hand model as a differentiable layer with manopth's interface.
 
     Args:
-        center_idx: if not None, verts and joints are translated so that canonical joint
-            ``center_idx`` is at the origin (before ``trans`` is added).
+        center_idx: if not None and no ``trans`` is given, verts and joints are translated so
+            that canonical joint ``center_idx`` is at the origin (manopth's rule: a given
+            ``trans`` replaces the centring; see ``forward``).
         flat_hand_mean: if False, MANO's ``hands_mean`` is added to the 45 finger axis-angle
             parameters (so zero input = MANO's mean, slightly curled hand); if True, zero input
             is the flat template. Only applies to axis-angle finger input.
@@ -96,14 +97,23 @@ class ManoLayer(nn.Module):
             float32-rounded model values (differences ~1e-5 mm).
 
     ``forward(pose_coeffs, betas=None, trans=None) -> (verts [B,778,3], joints [B,21,3])`` in
-    millimetres. ``pose_coeffs`` layouts (B = batch):
+    millimetres, with manopth's semantics for ``trans`` and ``center_idx``:
+
+    * ``trans [B, 3]`` is in **metres**; it is added to the hand (in metres, MANO's own frame
+      origin, not re-centred) *before* the conversion to millimetres;
+    * ``center_idx`` is applied only when no ``trans`` is given. As in manopth, a ``trans`` that
+      is all zeros (over the whole batch) counts as "not given", so the centring applies then
+      (the zeros are still added, so a zero-initialised ``trans`` gets gradients).
+
+    :meth:`forward_trans_mm` keeps the other convenient convention (centre on ``center_idx`` if
+    set, *then* add a translation given in millimetres). ``pose_coeffs`` layouts (B = batch):
 
     * axisang root + PCA: ``[B, 3 + ncomps]``; axisang root + full pose: ``[B, 48]``;
     * rot6d root: 6 root values instead of 3;
     * rotmat root and joints: ``[B, 16, 3, 3]`` or ``[B, 144]``; rotmat joints with an
       axisang/rot6d root: ``[B, 3|6 + 135]``.
 
-    ``betas [B, 10]`` (default zeros), ``trans [B, 3]`` in millimetres. The computation
+    ``betas [B, 10]`` (default zeros), ``trans [B, 3]`` in metres. The computation
     follows the dtype of ``pose_coeffs`` (float32/float64) and the device of the buffers.
     """
 
@@ -275,28 +285,30 @@ class ManoLayer(nn.Module):
         t = G[..., 3] - (G[..., :3] @ J[..., None])[..., 0]
         return torch.cat([G[..., :3], t[..., None]], -1)
 
-    def _finish(self, verts, joints, trans, dtype):
-        if self.center_idx is not None:
-            c = joints[:, self.center_idx : self.center_idx + 1]
-            joints = joints - c
-            if verts is not None:
-                verts = verts - c
-        if trans is not None:
-            joints = joints + trans[:, None]
-            if verts is not None:
-                verts = verts + trans[:, None]
-        return verts, joints
+    @staticmethod
+    def _trans_given(trans: torch.Tensor | None) -> bool:
+        """manopth's rule: ``trans`` counts as given unless it is None or all zeros."""
+        return trans is not None and bool(torch.any(trans != 0))
 
-    def forward(
-        self,
-        pose_coeffs: torch.Tensor,
-        betas: torch.Tensor | None = None,
-        trans: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        R = self.pose_to_rotmats(pose_coeffs)
+    def _place_m(self, verts_m, joints_m, trans_m):
+        """manopth semantics, in metres: centre on ``center_idx`` unless ``trans`` is given,
+        then add ``trans``. An all-zero ``trans`` counts as not given for the centring (as in
+        manopth) but is still added (a no-op on the values) so that it receives gradients when
+        an optimiser starts from zero."""
+        if self.center_idx is not None and not self._trans_given(trans_m):
+            c = joints_m[:, self.center_idx : self.center_idx + 1]
+            joints_m = joints_m - c
+            if verts_m is not None:
+                verts_m = verts_m - c
+        if trans_m is not None:
+            joints_m = joints_m + trans_m[:, None]
+            if verts_m is not None:
+                verts_m = verts_m + trans_m[:, None]
+        return verts_m, joints_m
+
+    def _posed_m(self, R: torch.Tensor, betas):
+        """Posed vertices and canonical joints in metres (MANO frame, no translation)."""
         B, dtype, device = R.shape[0], R.dtype, R.device
-        betas = self._check_extra(betas, "betas", B, 10, dtype, device)
-        trans = self._check_extra(trans, "trans", B, 3, dtype, device)
         v = self._buf("v_template", dtype).expand(B, 778, 3)
         if betas is not None:
             v = v + torch.einsum("vcb,nb->nvc", self._buf("shapedirs", dtype), betas)
@@ -309,8 +321,46 @@ class ManoLayer(nn.Module):
         T = torch.einsum("vj,njcd->nvcd", self._buf("weights", dtype), A)
         verts = (T[..., :3] @ v_posed[..., None])[..., 0] + T[..., 3]
         tips = verts[:, list(self.tip_ids)]
-        joints = torch.cat([G[..., 3], tips], 1)[:, self.canonical_index] * 1000.0
-        verts, joints = self._finish(verts * 1000.0, joints, trans, dtype)
+        joints = torch.cat([G[..., 3], tips], 1)[:, self.canonical_index]
+        return verts, joints
+
+    def forward(
+        self,
+        pose_coeffs: torch.Tensor,
+        betas: torch.Tensor | None = None,
+        trans: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(verts [B,778,3], joints [B,21,3])`` in millimetres; ``trans`` in **metres**.
+
+        manopth semantics: ``trans`` is added in metres before the conversion to millimetres;
+        ``center_idx`` applies only when ``trans`` is None or all zeros.
+        """
+        R = self.pose_to_rotmats(pose_coeffs)
+        B, dtype, device = R.shape[0], R.dtype, R.device
+        betas = self._check_extra(betas, "betas", B, 10, dtype, device)
+        trans = self._check_extra(trans, "trans", B, 3, dtype, device)
+        verts, joints = self._posed_m(R, betas)
+        verts, joints = self._place_m(verts, joints, trans)
+        return verts * 1000.0, joints * 1000.0
+
+    def forward_trans_mm(
+        self,
+        pose_coeffs: torch.Tensor,
+        betas: torch.Tensor | None = None,
+        trans_mm: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Millimetre convenience (not manopth's convention): centre on ``center_idx`` if set,
+        then add ``trans_mm [B, 3]`` given in **millimetres**. Returns ``(verts, joints)`` mm."""
+        R = self.pose_to_rotmats(pose_coeffs)
+        B, dtype, device = R.shape[0], R.dtype, R.device
+        betas = self._check_extra(betas, "betas", B, 10, dtype, device)
+        trans_mm = self._check_extra(trans_mm, "trans_mm", B, 3, dtype, device)
+        verts, joints = self._posed_m(R, betas)
+        verts, joints = self._place_m(verts, joints, None)
+        verts, joints = verts * 1000.0, joints * 1000.0
+        if trans_mm is not None:
+            verts = verts + trans_mm[:, None]
+            joints = joints + trans_mm[:, None]
         return verts, joints
 
     def forward_joints(
@@ -321,15 +371,16 @@ class ManoLayer(nn.Module):
     ) -> torch.Tensor:
         """Joints only ``[B, 21, 3]`` mm, identical to ``forward(...)[1]`` but cheap.
 
-        Uses pre-regressed joints (``J_regressor @ shapedirs``) and skins only the 5 fingertip
-        vertices, so no 778-vertex work is done. With ``center_idx`` set the result equals
-        the centred joints of :meth:`forward`.
+        Same ``trans`` (metres) / ``center_idx`` semantics as :meth:`forward`. Uses
+        pre-regressed joints (``J_regressor @ shapedirs``) and skins only the 5 fingertip
+        vertices, so no 778-vertex work is done.
         """
         R = self.pose_to_rotmats(pose_coeffs)
         return self.joints_from_rotmats(R, betas, trans)
 
     def joints_from_rotmats(self, R: torch.Tensor, betas=None, trans=None) -> torch.Tensor:
-        """Joints ``[B, 21, 3]`` (mm) from rotation matrices ``[B, 16, 3, 3]`` (MANO order)."""
+        """Joints ``[B, 21, 3]`` (mm) from rotation matrices ``[B, 16, 3, 3]`` (MANO order);
+        ``trans`` in metres with the semantics of :meth:`forward`."""
         if R.dim() != 4 or R.shape[1:] != (16, 3, 3):
             raise ValueError(f"R must be [B, 16, 3, 3], got {tuple(R.shape)}")
         B, dtype, device = R.shape[0], R.dtype, R.device
@@ -347,8 +398,8 @@ class ManoLayer(nn.Module):
         A = self._skin_transforms(G, J)
         T = torch.einsum("vj,njcd->nvcd", self._buf("tip_weights", dtype), A)
         tips = (T[..., :3] @ tip[..., None])[..., 0] + T[..., 3]
-        joints = torch.cat([G[..., 3], tips], 1)[:, self.canonical_index] * 1000.0
-        return self._finish(None, joints, trans, dtype)[1]
+        joints = torch.cat([G[..., 3], tips], 1)[:, self.canonical_index]
+        return self._place_m(None, joints, trans)[1] * 1000.0
 
     def extra_repr(self) -> str:
         return (

@@ -8,8 +8,13 @@ Stages per frame (times in ``last_timings_ms``):
    landmarks back to the image; drop crops whose presence is below the threshold. Crops that
    were badly framed (new palm ROIs, fast motion) are re-made from their own landmarks and
    re-run as a second batch (``refine_passes``).
-3. ``metric3d``: place the network's hand-centred metric landmarks in the camera frame
+3. ``lifter`` (only with a trained ``model``/``checkpoint``): the lifter of :mod:`.lifters`
+   replaces the world landmarks by its own wrist-relative 3D (and, with ``lifter_2d``, the 2D).
+   ``metric3d``: place the hand-centred metric landmarks in the camera frame
    from the 2D joints and K (:mod:`.metric3d`).
+   ``depth``: with an aligned depth image, each hand's distance comes from the depth readings
+   under it instead of the assumed hand size (:mod:`.depth_fusion`; RGB placement kept, per
+   hand, where the depth is missing or disagrees).
 4. ``mano``: fit MANO to the placed joints (optional), giving pose/shape/trans and the mesh.
 
 Tracking (video): each hand's landmarks give the next frame's ROI; the palm detector runs
@@ -27,7 +32,8 @@ from ..types import Hand
 from .handedness import side_from_handedness
 from .landmarks import crop_to_image_landmarks, is_present, rotate_world_to_image
 from .palm_decoding import decode_palm_detections, unletterbox_detections
-from .roi import Roi, crop_roi, landmarks_to_roi, letterbox, palm_to_roi
+from .roi import (Roi, apply_affine, crop_roi, invert_affine, landmarks_to_roi, letterbox,
+                  palm_to_roi)
 from .anchors import PALM_INPUT_SIZE_PX
 
 # a new detection whose ROI overlaps a tracked hand's ROI this much is that hand
@@ -51,6 +57,34 @@ def _create_runner(model: str, backend: str, variant: str, device: str, precisio
 
     return create_runner(model, backend=backend, variant=variant, device=device,
                          precision=precision)
+
+
+class _SingleThreadBlas:
+    """Context manager running numpy/scipy BLAS single-threaded (threadpoolctl), restoring after.
+
+    The MANO fit multiplies many tiny matrices; multi-threaded OpenBLAS spends far longer waking
+    and synchronising its threads than computing, and its threads fight the network runtime's.
+    Measured on the 2-core CI machine under load (60 static 640x480 frames, cProfile): the fit's
+    normal equations took 13 ms per call with OpenBLAS's default threads and 0.4 ms with one.
+    Without threadpoolctl this does nothing.
+    """
+
+    _controller = None
+
+    def __enter__(self):
+        try:
+            if _SingleThreadBlas._controller is None:
+                from threadpoolctl import ThreadpoolController
+
+                _SingleThreadBlas._controller = ThreadpoolController()
+            self._limit = _SingleThreadBlas._controller.limit(limits=1, user_api="blas")
+        except ImportError:
+            self._limit = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._limit is not None:
+            self._limit.restore_original_limits()
 
 
 def validate_image(image_rgb) -> np.ndarray:
@@ -101,6 +135,8 @@ class _Track:
     from_palm: bool = False
     mano_init: object = None  # previous ManoParams (warm start), for side mano_side
     mano_side: str = ""
+    lift_uv: object = None  # the lifter's 2D joints (image px) when they replace the landmarks
+    lift_std: object = None  # the lifter's per-joint uncertainty (m), if any
     scale_px: float = 0.0
     filters: dict = field(default_factory=dict)
 
@@ -126,14 +162,27 @@ class HandPoseEstimator:
             0 gives MediaPipe's behaviour; 1 (default) halves the static-image distance to
             MediaPipe's tracked reference landmarks of the shared video (3.4 -> 1.6 px median),
             at the cost of a second landmark batch on frames with new detections.
+        model: 'mediapipe' (default: MediaPipe's world landmarks give the 3D) or the name of a
+            trained model ('mano_regressor', 'zimmermann_brox', ...) whose model file
+            ``checkpoint`` supplies the wrist-relative 3D instead (:mod:`.lifters`; a missing or
+            corrupt file raises :class:`~hand_pose_core.models.checkpoint.CheckpointError`).
+        checkpoint: model file (safetensors written by training) for a trained ``model``.
+        lifter_2d: report and place with the trained model's own 2D joints instead of the
+            landmark network's (crops and tracking still follow the landmark network).
+        coarse_variant: landmark network variant for the first (framing-only) pass over new
+            palm crops when ``refine_passes`` >= 1; None uses ``variant``. 'lite' saves ~1/3 of
+            that pass but was measured worse on the shared video (static median 1.90 vs
+            1.66 px), so it is off by default (docs/benchmarks.md).
 
     ``__call__`` returns :class:`~hand_pose_core.types.Hand` objects, highest presence first.
     ``joints_2d`` use the OpenCV/ROS pixel convention (pixel centres at integer coordinates).
     ``joints_3d`` are the MANO-fitted joints when ``fit_mano``, else the placed network joints.
     ``extras``: ``reproj_err_px`` (RMS of the metric placement), ``z_rel_px`` (the network's
-    relative depth, image pixels), ``joints_3d_placed_m`` (placed joints before the MANO fit).
+    relative depth, image pixels), ``joints_3d_placed_m`` (placed joints before the MANO fit;
+    depth-fused when depth was used), ``depth_fusion`` (with depth: used, the reason when not,
+    the scale applied to the RGB placement, windows / inliers).
     ``last_timings_ms`` holds the stage times of the latest call: palm, landmark, metric3d,
-    mano, total (a skipped stage is 0).
+    mano, total (a skipped stage is 0), and depth when a depth image was given.
     """
 
     def __init__(self, max_hands: int = 2, backend: str = "onnxruntime", device: str = "cpu",
@@ -141,7 +190,9 @@ class HandPoseEstimator:
                  min_presence_score: float = 0.5, nms_iou: float = 0.3, mirrored: bool = False,
                  tracking: bool = True, smoothing: bool = False, smoothing_min_cutoff: float = 1.0,
                  smoothing_beta: float = 10.0, fit_mano: bool = True, with_mesh: bool = True,
-                 mano_root: str | None = None, refine_passes: int = 1) -> None:
+                 mano_root: str | None = None, refine_passes: int = 1, model: str = "mediapipe",
+                 checkpoint: str | None = None, lifter_2d: bool = False,
+                 coarse_variant: str | None = None) -> None:
         if (not isinstance(max_hands, (int, np.integer)) or isinstance(max_hands, bool)
                 or max_hands < 1):
             raise ValueError(f"max_hands must be a positive integer, got {max_hands!r}")
@@ -157,6 +208,8 @@ class HandPoseEstimator:
         if not isinstance(refine_passes, (int, np.integer)) or refine_passes < 0:
             raise ValueError(f"refine_passes must be an integer >= 0, got {refine_passes!r}")
         self.refine_passes = int(refine_passes)
+        if coarse_variant not in (None, "full", "lite"):
+            raise ValueError(f"unknown coarse_variant {coarse_variant!r}; choose None, 'full' or 'lite'")
         self.max_hands = int(max_hands)
         self.min_detection_score = float(min_detection_score)
         self.min_presence_score = float(min_presence_score)
@@ -173,8 +226,24 @@ class HandPoseEstimator:
 
             OneEuroFilter(self.smoothing_min_cutoff, self.smoothing_beta)
 
+        self.model = str(model)
+        self.lifter_2d = bool(lifter_2d)
+        self._lifter = None
+        if self.model == "mediapipe":
+            if checkpoint:
+                raise ValueError("checkpoint is only used with a trained model (model='mano_regressor', "
+                                 "'zimmermann_brox', ...); model='mediapipe' uses the built-in networks")
+        else:
+            from .lifters import load_lifter
+
+            self._lifter = load_lifter(checkpoint, device=device, expected_model=self.model)
+
         self._palm = _create_runner("palm", backend, variant, device, precision)
         self._landmark = _create_runner("landmark", backend, variant, device, precision)
+        # landmark network for the first, framing-only pass over new palm crops (refined after)
+        self._coarse = self._landmark
+        if self.refine_passes and coarse_variant not in (None, variant):
+            self._coarse = _create_runner("landmark", backend, coarse_variant, device, precision)
         self._fitter = None
         if self.fit_mano:
             from ..mano.fit import ManoFitter
@@ -197,20 +266,22 @@ class HandPoseEstimator:
         dets = unletterbox_detections(dets, m)
         return [(d.score, palm_to_roi(d.box_px, d.keypoints_px)) for d in dets]
 
-    def _landmarks(self, image_rgb: np.ndarray, rois: list[Roi]):
+    def _landmarks(self, image_rgb: np.ndarray, rois: list[Roi], runner=None):
         crops = [crop_roi(image_rgb, r)[0] for r in rois]
-        lm, presence, p_right, world = self._landmark(_to_batch(crops))[:4]
+        lm, presence, p_right, world = (runner or self._landmark)(_to_batch(crops))[:4]
         return (np.asarray(lm).reshape(len(rois), 21, 3), np.asarray(presence).reshape(-1),
                 np.asarray(p_right).reshape(-1), np.asarray(world).reshape(len(rois), 21, 3))
 
     # -- main entry ----------------------------------------------------------------------
     def __call__(self, image_rgb: np.ndarray, K: np.ndarray | None = None,
-                 timestamp_s: float | None = None) -> list[Hand]:
+                 depth: np.ndarray | None = None, timestamp_s: float | None = None) -> list[Hand]:
         """Estimate the hands in one RGB uint8 image (H, W, 3).
 
         K: 3x3 intrinsics in pixels; None uses the documented default guess (results are
-        then flagged ``calibrated=False``). timestamp_s: capture time for smoothing
-        (default: the host clock).
+        then flagged ``calibrated=False``). depth: optional (H, W) depth image aligned to the
+        colour image (registered to its pixels), float32 metres or uint16 millimetres, 0 or NaN
+        where there is no reading (REP 118); it sets each hand's distance (``Hand.depth_used``).
+        timestamp_s: capture time for smoothing (default: the host clock).
         """
         from ..camera import resolve_intrinsics
 
@@ -218,8 +289,18 @@ class HandPoseEstimator:
         validate_image(image_rgb)
         h, w = image_rgb.shape[:2]
         K, calibrated = resolve_intrinsics(K, w, h)
+        depth_m = None
+        if depth is not None:
+            if not isinstance(depth, np.ndarray):
+                raise TypeError(f"depth must be an (H, W) numpy array, got {type(depth).__name__} "
+                                "(the capture time is the keyword argument timestamp_s=)")
+            from .depth_fusion import depth_to_metres
+
+            depth_m = depth_to_metres(depth, (h, w))
         t_s = time.monotonic() if timestamp_s is None else float(timestamp_s)
         timings = {"palm": 0.0, "landmark": 0.0, "metric3d": 0.0, "mano": 0.0}
+        if depth_m is not None:
+            timings["depth"] = 0.0
 
         tracks = self._tracks if self.tracking else []
         candidates: list[_Track] = list(tracks)
@@ -241,6 +322,11 @@ class HandPoseEstimator:
             results = self._dedup(self._track_landmarks(image_rgb, candidates))
             timings["landmark"] = (time.perf_counter() - t0) * 1e3
 
+        if self._lifter is not None and results:
+            t0 = time.perf_counter()
+            results = self._lift(image_rgb, results)
+            timings["lifter"] = (time.perf_counter() - t0) * 1e3
+
         hands: list[Hand] = []
         new_tracks: list[_Track] = []
         placed = []
@@ -248,7 +334,7 @@ class HandPoseEstimator:
         from .metric3d import place_hand_in_camera
 
         for c, presence, joints_px, world_m in results:
-            uv = joints_px[:, :2]
+            uv = joints_px[:, :2] if c.lift_uv is None else c.lift_uv
             if self.smoothing and self.tracking:
                 uv, world_m = self._smooth(c, uv, world_m, t_s)
             try:
@@ -258,26 +344,45 @@ class HandPoseEstimator:
             placed.append((c, presence, uv, world_m, placement, joints_px))
         timings["metric3d"] = (time.perf_counter() - t0) * 1e3
 
+        fusions = [None] * len(placed)
+        if depth_m is not None and placed:
+            t0 = time.perf_counter()
+            from dataclasses import replace
+
+            from .depth_fusion import fuse_hand_depth
+
+            for i, p in enumerate(placed):
+                fusions[i] = fuse_hand_depth(p[4].joints_cam_m, p[2], depth_m, K)
+                if fusions[i].used:  # the MANO fit and the outputs start from the fused joints
+                    placed[i] = p[:4] + (replace(p[4], joints_cam_m=fusions[i].joints_cam_m),) + p[5:]
+            timings["depth"] = (time.perf_counter() - t0) * 1e3
+
         fits = [None] * len(placed)
         if self._fitter is not None and placed:
             t0 = time.perf_counter()
             sides = [side_from_handedness(c.p_right, self.mirrored)[0] for c, *_ in placed]
             init = [c.mano_init if (self.tracking and c.mano_side == side) else None
                     for (c, *_), side in zip(placed, sides)]
-            fits = self._fitter.fit(
-                np.stack([p[4].joints_cam_m for p in placed]), np.stack([p[2] for p in placed]),
-                K, sides=sides, init=init, with_vertices=self.with_mesh)
+            with _SingleThreadBlas():
+                fits = self._fitter.fit(
+                    np.stack([p[4].joints_cam_m for p in placed]), np.stack([p[2] for p in placed]),
+                    K, sides=sides, init=init, with_vertices=self.with_mesh)
             timings["mano"] = (time.perf_counter() - t0) * 1e3
 
-        for (c, presence, uv, world_m, placement, joints_px), fit in zip(placed, fits):
+        for (c, presence, uv, world_m, placement, joints_px), fit, fusion in zip(placed, fits, fusions):
             side, side_score = side_from_handedness(c.p_right, self.mirrored)
             joints_3d = np.asarray(placement.joints_cam_m, np.float32)
             hand = Hand(side=side, score=presence, joints_2d=np.asarray(uv, np.float32),
                         joints_3d=joints_3d, calibrated=bool(calibrated),
                         handedness_score=float(side_score), roi=tuple(float(v) for v in c.roi),
-                        world_m=np.asarray(world_m, np.float32))
+                        world_m=np.asarray(world_m, np.float32), joints_std_m=c.lift_std)
             hand.extras["reproj_err_px"] = float(placement.reproj_err_px)
             hand.extras["z_rel_px"] = np.asarray(joints_px[:, 2], np.float32)
+            if fusion is not None:
+                hand.depth_used = bool(fusion.used)
+                hand.extras["depth_fusion"] = {"used": bool(fusion.used), "reason": fusion.reason,
+                                               "scale": float(fusion.scale), "windows": fusion.n_windows,
+                                               "inliers": fusion.n_inliers}
             if fit is not None:
                 hand.joints_3d = np.asarray(fit.joints_m, np.float32)
                 hand.pose = np.asarray(fit.params.pose, np.float32).reshape(48)
@@ -308,18 +413,17 @@ class HandPoseEstimator:
         for it in range(1 + self.refine_passes):
             if not todo:
                 break
-            lm, presence, p_right, world = self._landmarks(image_rgb, [rois[i] for i in todo])
+            if it == 0 and self._coarse is not self._landmark:
+                # new palm crops only need framing on this pass: the (cheaper) coarse network
+                groups = [[i for i in todo if not candidates[i].from_palm],
+                          [i for i in todo if candidates[i].from_palm]]
+                runners = [self._landmark, self._coarse]
+            else:
+                groups, runners = [todo], [self._landmark]
             nxt = []
-            for k, i in enumerate(todo):
-                if not is_present(presence[k], self.min_presence_score):
-                    continue  # lost (tracked), false palm (new), or a refinement that lost it
-                joints_px = crop_to_image_landmarks(lm[k], rois[i])
-                found[i] = (float(presence[k]), joints_px, rotate_world_to_image(world[k], rois[i]),
-                            float(p_right[k]), rois[i])
-                new_roi = landmarks_to_roi(joints_px)
-                if (it == 0 and candidates[i].from_palm) or roi_changed(rois[i], new_roi):
-                    rois[i] = new_roi
-                    nxt.append(i)
+            for group, runner in zip(groups, runners):
+                if group:
+                    nxt += self._landmark_pass(image_rgb, candidates, group, rois, runner, it, found)
             todo = nxt
         out = []
         for i, (presence, joints_px, world_m, p, roi) in sorted(found.items()):
@@ -329,6 +433,47 @@ class HandPoseEstimator:
                 (1 - HANDEDNESS_EMA) * c.p_right + HANDEDNESS_EMA * p)
             out.append((c, presence, joints_px, world_m))
         return out
+
+    def _lift(self, image_rgb: np.ndarray, results):
+        """Run the trained lifter on crops of the hands' ROIs: its wrist-relative 3D (crop axes)
+        replaces the world landmarks, rotated to the image axes like MediaPipe's."""
+        S = self._lifter.crop_size_px
+        crops, uv_crop, affines = [], [], []
+        for c, _presence, joints_px, _world in results:
+            crop, a = crop_roi(image_rgb, c.roi, S)
+            crops.append(crop)
+            affines.append(a)
+            uv_crop.append(apply_affine(invert_affine(a), joints_px[:, :2]))
+        kw = {}
+        if getattr(self._lifter, "wants_sides", False):
+            # the side as it looks in the crop (not the person's hand in a mirrored image)
+            kw["sides"] = [side_from_handedness(c.p_right, False)[0] for c, *_ in results]
+        out = self._lifter(np.stack(crops), np.asarray(uv_crop, np.float32), None, **kw)
+        lifted = []
+        for k, (c, presence, joints_px, _world) in enumerate(results):
+            c.lift_uv = apply_affine(affines[k], out.joints_2d_crop_px[k]) if self.lifter_2d else None
+            c.lift_std = (None if out.joints_std_m is None
+                          else np.asarray(out.joints_std_m[k], np.float32))
+            world = rotate_world_to_image(out.joints_rel_m[k], c.roi)
+            lifted.append((c, presence, joints_px, world))
+        return lifted
+
+    def _landmark_pass(self, image_rgb, candidates, todo, rois, runner, it, found) -> list[int]:
+        """One landmark batch over ``todo``; fills ``found`` and returns the indices whose
+        crop should be re-made from their landmarks and re-run."""
+        lm, presence, p_right, world = self._landmarks(image_rgb, [rois[i] for i in todo], runner)
+        nxt = []
+        for k, i in enumerate(todo):
+            if not is_present(presence[k], self.min_presence_score):
+                continue  # lost (tracked), false palm (new), or a refinement that lost it
+            joints_px = crop_to_image_landmarks(lm[k], rois[i])
+            found[i] = (float(presence[k]), joints_px, rotate_world_to_image(world[k], rois[i]),
+                        float(p_right[k]), rois[i])
+            new_roi = landmarks_to_roi(joints_px)
+            if (it == 0 and candidates[i].from_palm) or roi_changed(rois[i], new_roi):
+                rois[i] = new_roi
+                nxt.append(i)
+        return nxt
 
     @staticmethod
     def _dedup(results):

@@ -8,6 +8,12 @@ Layout of the cache directory (``platformdirs.user_cache_dir('hand_pose_ros')``,
     <name>.json                                manifest: source, sha256, variant, converter version,
                                                safetensors file and its sha256
 
+Every .tflite is checked against the known SHA-256 of the mediapipe 0.10.14 file before it
+enters the cache and again on every conversion; a cached safetensors file is used only when its
+manifest names that known source hash. A mismatch is a :class:`WeightsIntegrityError` naming the
+file and the fix (``hand-pose weights --force``), never weights that silently find no hands.
+Cache files are published with :func:`hand_pose_core.paths.cache_file_mode` (``0o666 & ~umask``).
+
 Only safetensors are ever loaded (no pickle, no ``torch.load``). The mediapipe *runtime* is never
 installed or imported: the wheel is fetched with ``pip download --no-deps`` and opened as a zip.
 """
@@ -26,11 +32,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..paths import atomic_write_bytes, cache_dir, file_sha256
+import hashlib
+
+from ..paths import atomic_write_bytes, cache_dir, file_sha256, publish_file
 from .convert import CONVERTER_VERSION, MODEL_KINDS, build_model, convert_tflite
 from .tflite_reader import TFLiteFormatError
 
-__all__ = ["WeightsUnavailableError", "MODEL_NAMES", "MEDIAPIPE_WHEEL", "cache_dir",
+__all__ = ["WeightsUnavailableError", "WeightsIntegrityError", "KNOWN_SHA256", "verify_tflite",
+           "MODEL_NAMES", "MEDIAPIPE_WHEEL", "cache_dir",
            "ensure_tflite", "ensure_weights", "load_state_dict", "load_palm_detector",
            "load_hand_landmark", "weights_command"]
 
@@ -58,6 +67,34 @@ _TRUTHY = {"1", "true", "yes", "on"}
 
 class WeightsUnavailableError(RuntimeError):
     """The model weights are neither cached nor obtainable; the message says what to do."""
+
+
+class WeightsIntegrityError(WeightsUnavailableError):
+    """A .tflite file is not the known mediapipe 0.10.14 model (damaged or a different file)."""
+
+
+def _check_sha(name: str, sha: str, where: str, *, from_source: bool) -> None:
+    expected = KNOWN_SHA256[name]
+    if sha == expected:
+        return
+    if from_source:
+        fix = (f"Pass the {MEDIAPIPE_WHEEL} wheel (or the .tflite files from it) as --source, "
+               "or run `hand-pose weights --force` to download them again.")
+    else:
+        fix = ("Run `hand-pose weights --force` to fetch it again (without network access: "
+               f"`hand-pose weights --force --source mediapipe-0.10.14-*.whl`).")
+    raise WeightsIntegrityError(
+        f"{where}: SHA-256 {sha} is not the known {name}.tflite of {MEDIAPIPE_WHEEL} "
+        f"({expected}); the file is damaged or a different model, and weights converted from it "
+        f"would not find hands, so it is not used. {fix}")
+
+
+def verify_tflite(name: str, path: str | Path, *, from_source: bool = False) -> str:
+    """SHA-256 of ``path``; raises :class:`WeightsIntegrityError` (naming the file and what to
+    do) unless it is the known mediapipe 0.10.14 model ``name``."""
+    sha = file_sha256(path)
+    _check_sha(name, sha, str(path), from_source=from_source)
+    return sha
 
 
 def _offline(offline: bool) -> bool:
@@ -92,7 +129,10 @@ def _extract_wheel(wheel: Path, names: tuple[str, ...], dest: Path) -> dict[str,
             member = _WHEEL_MEMBERS[name]
             if member not in members:
                 raise ValueError(f"{wheel} does not contain {member} (is it a mediapipe wheel?)")
-            atomic_write_bytes(dest / f"{name}.tflite", zf.read(member))
+            data = zf.read(member)
+            _check_sha(name, hashlib.sha256(data).hexdigest(), f"{wheel}!{member}",
+                       from_source=True)
+            atomic_write_bytes(dest / f"{name}.tflite", data)
             out[name] = dest / f"{name}.tflite"
     return out
 
@@ -121,6 +161,8 @@ def _import_source(source: Path, names: tuple[str, ...], dest: Path) -> dict[str
     else:
         return _extract_wheel(source, names, dest)
     out = {}
+    for name, path in found.items():
+        verify_tflite(name, path, from_source=True)  # before it enters the cache
     for name, path in found.items():
         target = dest / f"{name}.tflite"
         if path.resolve() != target.resolve():
@@ -154,8 +196,13 @@ def _download_wheel(dest: Path, progress: bool) -> Path:
 
 
 def ensure_tflite(names: tuple[str, ...] = MODEL_NAMES, source: str | Path | None = None,
-                  offline: bool = False, progress: bool = True) -> dict[str, Path]:
-    """Source .tflite files under ``cache_dir()/tflite``, fetched from ``source`` or PyPI."""
+                  offline: bool = False, progress: bool = True,
+                  force: bool = False) -> dict[str, Path]:
+    """Source .tflite files under ``cache_dir()/tflite``, fetched from ``source`` or PyPI.
+
+    Files from ``source`` or a download are verified before they enter the cache. With
+    ``force``, a cached file that is not the known model is deleted and fetched again.
+    """
     root = cache_dir()
     dest = root / "tflite"
     if source is not None:
@@ -164,6 +211,11 @@ def ensure_tflite(names: tuple[str, ...] = MODEL_NAMES, source: str | Path | Non
             raise ValueError(f"{source} provides none of {names}")
         return got
     have = {n: dest / f"{n}.tflite" for n in names if (dest / f"{n}.tflite").is_file()}
+    if force:
+        for n, path in list(have.items()):
+            if file_sha256(path) != KNOWN_SHA256[n]:
+                path.unlink(missing_ok=True)
+                del have[n]
     missing = tuple(n for n in names if n not in have)
     if not missing:
         return have
@@ -176,15 +228,9 @@ def ensure_tflite(names: tuple[str, ...] = MODEL_NAMES, source: str | Path | Non
     download_dir = Path(tempfile.mkdtemp(dir=root, prefix="download-"))
     try:
         wheel = _download_wheel(download_dir, progress)
-        got = _extract_wheel(wheel, missing, dest)
+        got = _extract_wheel(wheel, missing, dest)  # verifies each model before writing it
     finally:
         shutil.rmtree(download_dir, ignore_errors=True)
-    for name, path in got.items():
-        if file_sha256(path) != KNOWN_SHA256[name]:
-            path.unlink(missing_ok=True)
-            raise WeightsUnavailableError(
-                f"the downloaded {name}.tflite does not have the expected SHA-256.\n"
-                + _how_to_fix(root))
     return {**have, **got}
 
 
@@ -207,6 +253,8 @@ def _valid_entry(name: str, source_sha: str | None = None) -> Path | None:
     entry = _read_manifest(name)
     if not entry or entry.get("converter_version") != CONVERTER_VERSION:
         return None
+    if entry.get("sha256") != KNOWN_SHA256.get(name):  # converted from an unknown/damaged file
+        return None
     if source_sha is not None and entry.get("sha256") != source_sha:
         return None
     path = cache_dir() / str(entry.get("file", ""))
@@ -218,7 +266,7 @@ def _valid_entry(name: str, source_sha: str | None = None) -> Path | None:
 def _convert_one(name: str, tflite_path: Path) -> Path:
     from safetensors.torch import save_file
 
-    sha = file_sha256(tflite_path)
+    sha = verify_tflite(name, tflite_path)  # on every conversion, not only after a download
     _, state = convert_tflite(tflite_path, name)
     root = cache_dir()
     out = root / f"{name}-{sha[:12]}.safetensors"
@@ -226,8 +274,7 @@ def _convert_one(name: str, tflite_path: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     meta = {"model": name, "source_sha256": sha, "converter_version": str(CONVERTER_VERSION)}
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=meta)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out)
+    publish_file(tmp, out)
     manifest = {
         "model": name, "variant": MODEL_KINDS[name][1], "source": str(tflite_path),
         "sha256": sha, "converter_version": CONVERTER_VERSION, "file": out.name,
@@ -273,7 +320,7 @@ def ensure_weights(source: str | Path | None = None, offline: bool = False,
     todo = tuple(n for n in names if n not in result)
     if not todo:
         return result
-    tflites = ensure_tflite(todo, source=source, offline=offline, progress=progress)
+    tflites = ensure_tflite(todo, source=source, offline=offline, progress=progress, force=force)
     bar = tqdm(tflites.items(), desc="converting hand models", unit="model",
                disable=not progress, file=sys.stderr)
     for name, tpath in bar:
@@ -356,7 +403,9 @@ def weights_command(argv: list[str] | None = None) -> int:
     parser.add_argument("--offline", action="store_true",
                         help="never download (same as HAND_POSE_OFFLINE=1)")
     parser.add_argument("--variant", choices=("full", "lite", "all"), default="all")
-    parser.add_argument("--force", action="store_true", help="re-convert even when cached")
+    parser.add_argument("--force", action="store_true",
+                        help="re-convert even when cached, and fetch again any cached .tflite "
+                             "that fails the SHA-256 check")
     args = parser.parse_args(argv)
     before = {n: _valid_entry(n) for n in _names_for(args.variant)}
     try:
@@ -368,8 +417,7 @@ def weights_command(argv: list[str] | None = None) -> int:
     for name, path in paths.items():
         entry = _read_manifest(name) or {}
         status = "cached" if before.get(name) == path and not args.force else "converted"
-        known = entry.get("sha256") == KNOWN_SHA256[name]
-        note = "" if known else " (not the mediapipe 0.10.14 file)"
-        print(f"{name:22s} {status:9s} {path}  source sha256 {entry.get('sha256', '?')[:12]}{note}")
+        print(f"{name:22s} {status:9s} {path}  source sha256 {entry.get('sha256', '?')[:12]} "
+              "(verified)")
     print(f"cache directory: {cache_dir()}")
     return 0

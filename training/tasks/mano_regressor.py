@@ -1,0 +1,70 @@
+"""Training task ``mano_regressor``: the MANO regressor of :mod:`hand_pose_core.models.mano_regressor`.
+
+Config (the ``task`` section)::
+
+    name: mano_regressor
+    model: {backbone: resnet18, pretrained: true, use_pca: true, ncomps: 12}  # constructor cfg
+    loss_weights: {joints_2d: 1.0, joints_3d: 100.0, verts: 100.0, pose_reg: 0.001, shape_reg: 0.001}
+
+Losses (:mod:`training.losses`): 2D joints in normalised crop units (``S / 2`` px), weighted by
+visibility x label confidence; root-relative 3D joints (metres^2) where ``has_3d``; root-relative
+vertices where ``has_verts``; pose and shape regularisers. ``predict`` places the
+root-relative prediction in the crop's camera frame from its own 2D joints and the batch ``K``.
+"""
+from __future__ import annotations
+
+import torch
+
+from hand_pose_core.models import create
+from training import losses as L
+from training.tasks import register_task
+from training.tasks.common import draw_predictions, place_batch
+
+DEFAULT_WEIGHTS = {"joints_2d": 1.0, "joints_3d": 100.0, "verts": 100.0, "pose_reg": 1e-3,
+                   "shape_reg": 1e-3}
+
+
+@register_task("mano_regressor")
+class ManoRegressorTask:
+    model_name = "mano_regressor"
+
+    def __init__(self, cfg: dict | None = None):
+        cfg = dict(cfg or {})
+        self.model_cfg = dict(cfg.get("model") or {})
+        unknown = set(cfg.get("loss_weights") or {}) - set(DEFAULT_WEIGHTS)
+        if unknown:
+            raise ValueError(f"mano_regressor: unknown loss_weights {sorted(unknown)}; "
+                             f"known: {sorted(DEFAULT_WEIGHTS)}")
+        self.weights = {**DEFAULT_WEIGHTS, **(cfg.get("loss_weights") or {})}
+
+    def build_model(self):
+        return create(self.model_name, **self.model_cfg)
+
+    def loss(self, model, batch: dict):
+        out = model(batch["image"], batch["side"])
+        S = batch["image"].shape[-1]
+        w2d = batch["visible"].float() * batch["joints_conf"]
+        terms = {
+            "joints_2d": L.joints_2d_loss(out["joints_2d"], batch["joints_2d"], w2d, norm_px=S / 2),
+            "joints_3d": L.joints_3d_loss(out["joints_rel_m"], batch["joints_cam_m"], batch["has_3d"]),
+            "verts": L.vertex_loss(out["verts_rel_m"], batch["verts_cam_m"], batch["joints_cam_m"],
+                                   batch["has_verts"]),
+            "pose_reg": L.pose_regularizer(out["pose"]),
+            "shape_reg": L.shape_regularizer(out["shape"]),
+        }
+        total = sum(self.weights[k] * v for k, v in terms.items())
+        logs = {f"loss/{k}": float(v.detach()) for k, v in terms.items()}
+        logs["loss/total"] = float(total.detach())
+        return total, logs
+
+    @torch.no_grad()
+    def predict(self, model, batch: dict) -> dict:
+        out = model(batch["image"], batch["side"])
+        joints_cam, err = place_batch(out["joints_rel_m"], out["joints_2d"], batch["K"])
+        root = joints_cam[:, :1] - out["joints_rel_m"][:, :1]
+        return {"joints_cam_m": joints_cam, "verts_cam_m": out["verts_rel_m"] + root,
+                "joints_2d": out["joints_2d"], "joints_rel_m": out["joints_rel_m"],
+                "reproj_err_px": err}
+
+    def draw(self, batch: dict, pred: dict):
+        return draw_predictions(batch, pred)
