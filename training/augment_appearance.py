@@ -167,8 +167,8 @@ class BackgroundSource:
 
 def replace_background(image: np.ndarray, mask: np.ndarray, background: np.ndarray) -> np.ndarray:
     """Keep the hand (mask > 0), take every other pixel from ``background`` (same size)."""
-    keep = (np.asarray(mask) > 0)[..., None]
-    return np.where(keep, image, background)
+    out = np.array(background, copy=True)
+    return cv2.copyTo(image, (np.asarray(mask) > 0).astype(np.uint8), out)
 
 
 def add_clutter(image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator, *,
