@@ -303,3 +303,27 @@ def test_loader_batches_identical_with_0_and_2_workers():
     for a, b in zip(*runs):
         for key in ("image", "K", "joints_2d", "joints_cam_m", "mask"):
             assert torch.equal(a[key], b[key]), key
+
+
+def test_background_images_from_a_folder(tmp_path):
+    import cv2
+
+    (tmp_path / "bg").mkdir()
+    cv2.imwrite(str(tmp_path / "bg" / "red.png"), np.full((300, 400, 3), (0, 0, 255), np.uint8))  # BGR
+    cv2.imwrite(str(tmp_path / "bg" / "sub.png"), np.full((50, 60, 3), (255, 0, 0), np.uint8))
+    s = make_sample(7)
+    tf = build_transform({"crop_size": 64, **NO_RANDOM, "bg_prob": 1.0, "backgrounds": str(tmp_path / "bg")},
+                         train=True)
+    seen = set()
+    for seed in range(8):
+        out = tf(s, seed)
+        outside = out["image"][out["mask"] == 0]
+        colours = {tuple(c) for c in np.unique(outside, axis=0)}
+        assert len(colours) == 1 and colours <= {(255, 0, 0), (0, 0, 255)}  # RGB red or blue
+        seen |= colours
+    assert len(seen) == 2  # both images used
+    with pytest.raises(FileNotFoundError, match="background folder not found"):
+        build_transform({"bg_prob": 1.0, "backgrounds": str(tmp_path / "nope")}, train=True)  # at once
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no background images"):
+        build_transform({"bg_prob": 1.0, "backgrounds": str(tmp_path / "empty")}, train=True)(s, 0)

@@ -46,6 +46,7 @@ Options (``cfg`` keys; unknown keys are an error; defaults in :data:`DEFAULTS`):
 from __future__ import annotations
 
 import math
+import os
 
 import cv2
 import numpy as np
@@ -159,6 +160,9 @@ class SampleTransform:
         self.size = int(self.cfg["crop_size"])
         self.border = _BORDERS[self.cfg["image_border"]]
         self._backgrounds = None
+        bgs = self.cfg["backgrounds"]
+        if isinstance(bgs, (str, os.PathLike)) and not os.path.isdir(bgs):
+            raise FileNotFoundError(f"background folder not found: {bgs} (augmentation option 'backgrounds')")
 
     @property
     def backgrounds(self) -> BackgroundSource:

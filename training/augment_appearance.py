@@ -118,10 +118,11 @@ class BackgroundSource:
 
     ``sample(size_px, rng)`` returns a random ``size_px`` square crop (random scale and place)
     of a random image; with no images it returns :func:`procedural_background`. Images are kept
-    downscaled (short side ``2 * size_px`` at most), up to ``max_cached`` of them.
+    downscaled (short side ``2 * size_px`` at most), up to ``max_cached`` of them per process
+    (~0.8 MB each at 224 px crops); the rest are decoded when drawn.
     """
 
-    def __init__(self, source: str | os.PathLike | list | None = None, max_cached: int = 256):
+    def __init__(self, source: str | os.PathLike | list | None = None, max_cached: int = 64):
         if source is None:
             self.paths: list[Path] = []
         elif isinstance(source, (list, tuple)):
