@@ -327,3 +327,29 @@ def test_background_images_from_a_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no background images"):
         build_transform({"bg_prob": 1.0, "backgrounds": str(tmp_path / "empty")}, train=True)(s, 0)
+
+
+class _ThreadsAfterTransform:
+    def __init__(self, tf, sample):
+        self.tf, self.sample = tf, sample
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        import cv2
+
+        self.tf(self.sample)
+        return cv2.getNumThreads()
+
+
+def test_opencv_single_threaded_inside_loader_workers_only():
+    import cv2
+    from torch.utils.data import DataLoader
+
+    before = cv2.getNumThreads()
+    ds = _ThreadsAfterTransform(build_transform({"crop_size": 32}), make_sample(8))
+    got = [int(x) for x in DataLoader(ds, batch_size=None, num_workers=1)]
+    assert got == [1, 1]
+    ds[0]  # in the main process: left alone
+    assert cv2.getNumThreads() == before
