@@ -394,3 +394,10 @@ def test_ho3d_errors_name_the_file(tmp_path):
         build_dataset("ho3d", tmp_path, "train")
     with pytest.raises(ValueError, match="needs a MANO model"):
         build_dataset("ho3d", tmp_path, "evaluation", verts=True)
+
+
+def test_freihand_mano_file_of_the_wrong_size(tmp_path):
+    write_freihand(tmp_path)
+    (tmp_path / "training_mano.json").write_text(json.dumps([[[0.0] * 61]] * 2))  # 2 entries for 3 samples
+    with pytest.raises(DatasetFormatError, match=r"training_mano\.json: 3 MANO entries of 61 values: expected shape 3x61, got \(2, 61\)"):
+        build_dataset("freihand", tmp_path, "train")

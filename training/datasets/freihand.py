@@ -73,7 +73,7 @@ class FreiHand:
         self.mano = None
         if s == "training" or (self.root / f"{s}_mano.json").is_file():  # optional for evaluation
             params = self._load(f"{s}_mano.json", None, f"{n} MANO entries [[61 values]]")
-            self.mano = as_array(params.reshape(n, -1) if params.ndim == 3 and params.shape[1] == 1 else params,
+            self.mano = as_array(params[:, 0] if params.ndim == 3 and params.shape[1] == 1 else params,
                                  (n, 61), self.root / f"{s}_mano.json", f"{n} MANO entries of 61 values")
         scale_path = self.root / f"{s}_scale.json"
         if scale_path.is_file():
