@@ -232,10 +232,11 @@ class SyntheticHands:
         out = self._renderer.render(verts, m["faces"], K, vertex_colors=colours, light=light)
         # Composite on a background with a soft inner edge (only inside the hand's box).
         image = self.backgrounds(rng)
-        vs, us = np.nonzero(out.mask)
-        if len(vs):
-            y0, y1 = max(vs.min() - 1, 0), vs.max() + 2
-            x0, x1 = max(us.min() - 1, 0), us.max() + 2
+        rows = np.flatnonzero(out.mask.any(axis=1))
+        cols = np.flatnonzero(out.mask.any(axis=0))
+        if len(rows):
+            y0, y1 = max(rows[0] - 1, 0), rows[-1] + 2
+            x0, x1 = max(cols[0] - 1, 0), cols[-1] + 2
             maskf = out.mask[y0:y1, x0:x1].astype(np.float32)
             alpha = (maskf * cv2.GaussianBlur(maskf, (3, 3), 0.7))[..., None]
             bg = image[y0:y1, x0:x1].astype(np.float32)

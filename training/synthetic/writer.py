@@ -7,7 +7,7 @@ On-disk layout (``DIR``; ``%08d`` = sample index 0..count-1)::
                            "background_dir", "with_depth", "distance_m", "left_fraction",
                            "split_rule", "jpeg_quality"}; a folder without it is incomplete
     DIR/rgb/%08d.jpg       the image (RGB, JPEG)
-    DIR/mask/%08d.png      the hand mask, 8-bit PNG, 0 = background, 255 = hand
+    DIR/mask/%08d.png      the hand mask, 1-bit PNG (reads as 8-bit 0 / 255), 255 = hand
     DIR/labels/%08d.npy    one record of the structured dtype LABEL_DTYPE (np.load with
                            allow_pickle=False): K (3,3), joints_cam_m (21,3), joints_2d (21,2),
                            visible (21,) bool, side ('left'/'right'), mano_pose (48),
@@ -58,7 +58,10 @@ def write_sample(out: Path, index: int, sample: dict, jpeg_quality: int = 95) ->
     if not ok:
         raise RuntimeError(f"JPEG encoding failed for sample {index}")
     (out / "rgb" / f"{name}.jpg").write_bytes(jpg.tobytes())
-    ok, png = cv2.imencode(".png", sample["mask"] * np.uint8(255), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    # 1-bit PNG (reads back as 8-bit 0/255): ~0.1 ms instead of ~0.8 ms for an 8-bit one.
+    ok, png = cv2.imencode(".png", sample["mask"] * np.uint8(255),
+                           [cv2.IMWRITE_PNG_BILEVEL, 1, cv2.IMWRITE_PNG_COMPRESSION, 1,
+                            cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE])
     (out / "mask" / f"{name}.png").write_bytes(png.tobytes())
     if "depth_m" in sample:
         mm = np.clip(np.round(sample["depth_m"] * 1000.0), 0, 65535).astype(np.uint16)
