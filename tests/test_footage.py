@@ -164,6 +164,11 @@ def test_bag_source_with_camera_info(tmp_path):
     assert np.abs(s["image"].astype(float) - expected).mean() < 4
     with pytest.raises(ValueError, match="no image topic"):
         pseudo_label(bag, tmp_path / "x", topic="/other", progress=False)
+    with pytest.raises(ValueError, match="already holds"):
+        pseudo_label(bag, out, progress=False)
+    (out / "meta.json").unlink()
+    with pytest.raises(ValueError, match="unfinished run"):
+        pseudo_label(bag, out, progress=False)
 
 
 def test_bad_footage_is_refused(tmp_path):

@@ -241,6 +241,9 @@ def pseudo_label(source, out, *, K=None, crop_size: int = 256, crop_scale: float
     out = Path(out)
     if (out / "meta.json").exists():
         raise ValueError(f"{out} already holds a footage dataset; choose another --out")
+    if (out / "labels").is_dir() and any((out / "labels").iterdir()):
+        raise ValueError(f"{out} holds labels of an unfinished run (no meta.json); delete it or "
+                         "choose another --out")
     if int(crop_size) < 16 or not crop_scale > 1.0 or int(every) < 1:
         raise ValueError(f"need crop_size >= 16, crop_scale > 1 and every >= 1; got {crop_size}, "
                          f"{crop_scale}, {every}")
