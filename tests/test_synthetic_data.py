@@ -239,3 +239,14 @@ def test_official_model_files_and_background_folder(tmp_path):
         assert np.argsort(bg.mean(0)).tolist() == [0, 1, 2]
     with pytest.raises(FileNotFoundError, match="background folder"):
         SyntheticHands(background_dir=tmp_path / "none")
+
+
+def test_bad_settings_fail_before_any_worker_starts(tmp_path):
+    from training.synthetic.writer import write_dataset
+
+    with pytest.raises(FileNotFoundError, match="MANO"):
+        write_dataset(tmp_path / "a", 4, workers=2, mano_root=tmp_path / "no_mano", progress=False)
+    with pytest.raises(ValueError, match="left_fraction"):
+        write_dataset(tmp_path / "b", 4, workers=2, left_fraction=2.0, progress=False)
+    with pytest.raises(ValueError, match="count"):
+        write_dataset(tmp_path / "c", 0, workers=2, progress=False)

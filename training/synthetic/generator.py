@@ -101,6 +101,13 @@ class SyntheticHands:
         if not 0.05 <= self.distance_m[0] <= self.distance_m[1]:
             raise ValueError(f"distance_m must be (min, max) with 0.05 <= min <= max, got {distance_m}")
         self.left_fraction = float(left_fraction)
+        if not 0.0 <= self.left_fraction <= 1.0:
+            raise ValueError(f"left_fraction must be in [0, 1], got {left_fraction}")
+        if self.mano_root is not None:  # fail now (names the missing file), not in a worker
+            from hand_pose_core.mano import resolve_mano_path
+
+            for side in ("right", "left"):
+                resolve_mano_path(self.mano_root, side)
         self.with_depth = bool(with_depth)
         self.backgrounds = BackgroundSource(background_dir, self.image_size, seed=self.seed)
         self._models = None

@@ -91,19 +91,27 @@ _WORKER = {}
 
 
 def _init_worker(out: str, gen_kwargs: dict, jpeg_quality: int):
-    os.environ.setdefault("LP_NUM_THREADS", "0")  # llvmpipe: rasterise in this thread
-    import torch
+    # An exception here would make multiprocessing.Pool restart the worker forever: keep it and
+    # raise it from the first task instead.
+    try:
+        os.environ.setdefault("LP_NUM_THREADS", "0")  # llvmpipe: rasterise in this thread
+        import torch
 
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    from training.synthetic.generator import SyntheticHands
+        torch.set_num_threads(1)
+        cv2.setNumThreads(1)
+        from training.synthetic.generator import SyntheticHands
 
-    _WORKER["out"] = Path(out)
-    _WORKER["gen"] = SyntheticHands(**gen_kwargs)
-    _WORKER["q"] = jpeg_quality
+        _WORKER["out"] = Path(out)
+        _WORKER["gen"] = SyntheticHands(**gen_kwargs)
+        _WORKER["q"] = jpeg_quality
+        _WORKER.pop("error", None)
+    except Exception as err:  # noqa: BLE001 - re-raised in _write_chunk
+        _WORKER["error"] = err
 
 
 def _write_chunk(bounds) -> int:
+    if "error" in _WORKER:
+        raise _WORKER["error"]
     start, stop = bounds
     gen, out = _WORKER["gen"], _WORKER["out"]
     for i, sample in zip(range(start, stop), gen.samples(range(start, stop))):
@@ -133,10 +141,11 @@ def write_dataset(out, count: int, *, workers: int = 2, seed: int = 0, image_siz
             if old[key] != gen_kwargs[key]:
                 raise ValueError(f"{out} already holds a synthetic dataset with {key}={old[key]!r}; "
                                  f"use another --out or the same settings")
-    # Validate settings (background folder, distances) before starting workers.
+    # Validate settings (background folder, distances, MANO files) before starting workers;
+    # _setup loads the MANO models but creates no GL context (that happens on the first render).
     from training.synthetic.generator import SyntheticHands
 
-    SyntheticHands(**gen_kwargs)
+    SyntheticHands(**gen_kwargs)._setup()
     for sub in ("rgb", "mask", "labels") + (("depth",) if with_depth else ()):
         (out / sub).mkdir(parents=True, exist_ok=True)
     chunks = [(a, min(a + CHUNK, start + count)) for a in range(start, start + count, CHUNK)]
