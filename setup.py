@@ -35,6 +35,7 @@ setup(
         "pyyaml",
         "platformdirs",
         "onnxscript",
+        "threadpoolctl",
     ],
     extras_require={
         "test": ["pytest", "pytest-timeout", "ai-edge-litert", "colcon-common-extensions"],

@@ -20,6 +20,14 @@ import numpy as np
 # side, so that a guessed depth errs towards "farther" rather than inside the camera.
 DEFAULT_FOCAL_FACTOR = 1.2
 
+# Plausible focal lengths relative to the image size: fx / max(width, height) (and fy) in
+# [MIN_FOCAL_FACTOR, MAX_FOCAL_FACTOR]. 0.05 is a ~168 degree field of view across the long side
+# (beyond a fisheye's pinhole approximation), 100 a ~0.6 degree telephoto: a K outside this range
+# is a unit or scaling mistake (focal length in metres, a K for another resolution), and the depth
+# it gives is off by orders of magnitude.
+MIN_FOCAL_FACTOR = 0.05
+MAX_FOCAL_FACTOR = 100.0
+
 
 class InvalidIntrinsicsError(ValueError):
     """Camera intrinsics that cannot describe a real pinhole camera."""
@@ -58,8 +66,11 @@ def K_from_fxfycxcy(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=np.float64)
 
 
-def K_from_camera_info_k(k9: Sequence[float]) -> np.ndarray:
-    """K from a ROS ``sensor_msgs/CameraInfo.k`` (9 numbers, row-major), validated.
+def K_from_camera_info_k(k9: Sequence[float], width: int | None = None,
+                         height: int | None = None) -> np.ndarray:
+    """K from a ROS ``sensor_msgs/CameraInfo.k`` (9 numbers, row-major), validated by
+    :func:`validate_intrinsics` (against the image size when it is given: the same check the
+    estimator applies, so a K accepted here is never refused there).
 
     An all-zero ``k`` (what an uncalibrated driver publishes) raises InvalidIntrinsicsError.
     """
@@ -70,7 +81,7 @@ def K_from_camera_info_k(k9: Sequence[float]) -> np.ndarray:
         )
     if not np.any(arr):
         raise InvalidIntrinsicsError("CameraInfo.k is all zeros: the camera is not calibrated")
-    return validate_intrinsics(arr.reshape(3, 3))
+    return validate_intrinsics(arr.reshape(3, 3), width, height)
 
 
 def validate_intrinsics(K, width: int | None = None, height: int | None = None) -> np.ndarray:
@@ -78,8 +89,12 @@ def validate_intrinsics(K, width: int | None = None, height: int | None = None) 
 
     Raises InvalidIntrinsicsError naming the problem: wrong shape, non-finite entries,
     zero/negative focal lengths, a bottom row other than [0, 0, 1], a non-zero K[1, 0],
-    or (when the image size is given) a principal point far outside the image (more than one
-    image size beyond its border).
+    and (when the image size is given) a principal point far outside the image (more than one
+    image size beyond its border) or a focal length implausible for the image size
+    (fx or fy outside [MIN_FOCAL_FACTOR, MAX_FOCAL_FACTOR] * max(width, height)).
+
+    This is the one intrinsics check of the package: the estimator, the CLI and the ROS node
+    all call it (the node with the image size, before handing K to the estimator).
     """
     try:
         arr = np.array(K, dtype=np.float64)
@@ -111,6 +126,13 @@ def validate_intrinsics(K, width: int | None = None, height: int | None = None) 
         if not (-w <= cx <= 2 * w and -h <= cy <= 2 * h):
             raise InvalidIntrinsicsError(
                 f"principal point ({cx:.1f}, {cy:.1f}) px is far outside the {w}x{h} image"
+            )
+        lo, hi = MIN_FOCAL_FACTOR * max(w, h), MAX_FOCAL_FACTOR * max(w, h)
+        if not (lo <= fx <= hi and lo <= fy <= hi):
+            raise InvalidIntrinsicsError(
+                f"focal length fx={fx:.4g}, fy={fy:.4g} px is implausible for a {w}x{h} image "
+                f"(expected {lo:.4g}..{hi:.4g} px: {MIN_FOCAL_FACTOR}..{MAX_FOCAL_FACTOR} x the "
+                "long side); is K for another resolution or in other units?"
             )
     return arr
 
@@ -175,7 +197,7 @@ def unproject(uv_px, depth_m, K) -> np.ndarray:
 
 
 __all__ = [
-    "DEFAULT_FOCAL_FACTOR", "InvalidIntrinsicsError", "default_intrinsics", "validate_intrinsics",
+    "DEFAULT_FOCAL_FACTOR", "MIN_FOCAL_FACTOR", "MAX_FOCAL_FACTOR", "InvalidIntrinsicsError", "default_intrinsics", "validate_intrinsics",
     "resolve_intrinsics", "K_from_fxfycxcy", "K_from_camera_info_k", "project", "unproject",
     "scale_intrinsics",
 ]

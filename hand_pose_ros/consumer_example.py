@@ -3,7 +3,7 @@ score and wrist position in metres. The reading itself is three lines (see ``han
 
 Console script ``hand_pose_consumer [--count N] [--timeout S]``. Output lines::
 
-    stamp=1763703472.101 frame=camera_optical_frame hand=0 side=left score=0.99 wrist_m=(-0.097, +0.004, +0.228) calibrated=0
+    stamp=1763703472.101 frame=camera_optical_frame hand=0 side=left score=0.99 wrist_m=(-0.097, +0.004, +0.228) calibrated=0 depth_used=0
     stamp=1763703472.135 frame=camera_optical_frame no hand
 """
 from __future__ import annotations
@@ -21,15 +21,18 @@ from sensor_msgs.msg import PointCloud2
 
 # The message layout, as a consumer writes it down (docs/ros.md): no import from this package needed.
 JOINTS_DTYPE = np.dtype({
-    "names": ["x", "y", "z", "u", "v", "score", "hand_id", "joint_id", "side", "calibrated", "side_score"],
-    "formats": ["<f4", "<f4", "<f4", "<f4", "<f4", "<f4", "u1", "u1", "u1", "u1", "<f4"],
-    "offsets": [0, 4, 8, 12, 16, 20, 24, 25, 26, 27, 28],
-    "itemsize": 32,
+    "names": ["x", "y", "z", "u", "v", "score", "hand_id", "joint_id", "side", "calibrated", "side_score",
+              "uncertainty_m", "depth_used"],
+    "formats": ["<f4"] * 6 + ["u1"] * 4 + ["<f4", "<f4", "u1"],
+    "offsets": [0, 4, 8, 12, 16, 20, 24, 25, 26, 27, 28, 32, 36],
+    "itemsize": 40,
 })
 
 
 def hands_from_cloud(msg: PointCloud2) -> np.ndarray:
     """(n_hands, 21) structured records; ``[h]['x']`` etc. are the 21 joints of hand h."""
+    if msg.point_step != JOINTS_DTYPE.itemsize:
+        raise ValueError(f"/hand/joints3d point_step is {msg.point_step}, this consumer reads {JOINTS_DTYPE.itemsize}")
     rec = np.frombuffer(msg.data, dtype=JOINTS_DTYPE, count=msg.width * msg.height)
     return rec.reshape(-1, 21)
 
@@ -44,7 +47,8 @@ def format_message(msg: PointCloud2) -> list[str]:
         w = joints[0]  # joint 0 is the wrist
         side = "right" if w["side"] == 1 else "left"
         lines.append(f"{head} hand={w['hand_id']} side={side} score={w['score']:.2f} "
-                     f"wrist_m=({w['x']:+.3f}, {w['y']:+.3f}, {w['z']:+.3f}) calibrated={w['calibrated']}")
+                     f"wrist_m=({w['x']:+.3f}, {w['y']:+.3f}, {w['z']:+.3f}) calibrated={w['calibrated']} "
+                     f"depth_used={w['depth_used']}")
     return lines
 
 

@@ -23,6 +23,7 @@ class NodeStats:
         self.frames_processed = 0
         self.frames_with_hands = 0
         self.estimator_errors = 0
+        self.stamps_off_clock = 0  # frames whose latency was not counted (stamp far from our clock)
         self._done_times: deque[float] = deque(maxlen=_WINDOW)  # monotonic s of each output
         self._latency_ms: deque[float] = deque(maxlen=_WINDOW)  # header stamp -> publish
         self._estimator_ms: deque[float] = deque(maxlen=_WINDOW)
@@ -34,13 +35,20 @@ class NodeStats:
             self.bad_input[kind] += 1
             return self.bad_input[kind]
 
-    def record_frame(self, n_hands: int, latency_ms: float, estimator_ms: float, overhead_ms: float) -> None:
+    def count_stamp_off_clock(self) -> int:
+        with self._lock:
+            self.stamps_off_clock += 1
+            return self.stamps_off_clock
+
+    def record_frame(self, n_hands: int, latency_ms: float | None, estimator_ms: float, overhead_ms: float) -> None:
+        """One processed frame; ``latency_ms`` None: not a valid latency sample (not recorded)."""
         now = time.monotonic()
         with self._lock:
             self.frames_processed += 1
             self.frames_with_hands += int(n_hands > 0)
             self._done_times.append(now)
-            self._latency_ms.append(latency_ms)
+            if latency_ms is not None:
+                self._latency_ms.append(latency_ms)
             self._estimator_ms.append(estimator_ms)
             self._overhead_ms.append(overhead_ms)
             self.last_output_monotonic = now
@@ -58,6 +66,7 @@ class NodeStats:
                 "frames_processed": self.frames_processed,
                 "frames_with_hands": self.frames_with_hands,
                 "estimator_errors": self.estimator_errors,
+                "stamps_off_clock": self.stamps_off_clock,
                 "bad_input": dict(self.bad_input),
                 "seconds_since_output": None if self.last_output_monotonic is None else now - self.last_output_monotonic,
             }
@@ -84,6 +93,10 @@ def diagnostic_array(stamp, node_name: str, hardware_id: str, snap: dict, extra:
         problems.append(f"estimator errors: {snap['estimator_errors']}")
     if extra.get("camera_info") == "missing (default K)":
         problems.append("no camera_info: default intrinsics, depth is a guess")
+    elif str(extra.get("camera_info", "ok")).endswith("(default K)") and extra.get("camera_info") != "disabled (default K)":
+        problems.append(f"camera_info {extra['camera_info']}: depth is a guess")
+    if snap.get("stamps_off_clock"):
+        problems.append(f"{snap['stamps_off_clock']} image stamps far from this node's clock (not in latency)")
     status.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
     status.message = "; ".join(problems) if problems else "ok"
     status.values = [KeyValue(key=str(k), value=_fmt(v)) for k, v in values.items()]

@@ -3,7 +3,7 @@
 Message contract (see docs/ros.md for the why):
 
 ``/hand/joints3d`` - sensor_msgs/PointCloud2, ``height`` 1, ``width`` 21 * number of hands,
-one point per joint, little-endian, ``point_step`` 32, fields (name, offset, type)::
+one point per joint, little-endian, ``point_step`` 40, fields (name, offset, type)::
 
     x, y, z      0, 4, 8   FLOAT32  joint position, metres, image's optical frame
     u, v         12, 16    FLOAT32  joint position in the image, pixels
@@ -13,6 +13,12 @@ one point per joint, little-endian, ``point_step`` 32, fields (name, offset, typ
     side         26        UINT8    0 left, 1 right
     calibrated   27        UINT8    1 when real intrinsics were used, 0 when the default K was
     side_score   28        FLOAT32  probability that the hand really is ``side``, 0.5..1
+    uncertainty_m 32       FLOAT32  the model's uncertainty of this joint, metres (std of its
+                                    hypotheses); NaN when the model gives none
+    depth_used   36        UINT8    1 when an aligned depth image set this hand's distance
+
+(``point_step`` was 32 before ``uncertainty_m`` and ``depth_used`` were appended; the older fields
+kept their offsets, so a reader that uses ``point_step`` and the field offsets reads both.)
 
 An empty cloud (``width`` 0) with the image header is the explicit "no hand in this frame".
 
@@ -39,10 +45,11 @@ SIDE_CODE = {"left": 0, "right": 1}
 SIDE_NAME = {v: k for k, v in SIDE_CODE.items()}
 
 JOINTS_DTYPE = np.dtype({
-    "names": ["x", "y", "z", "u", "v", "score", "hand_id", "joint_id", "side", "calibrated", "side_score"],
-    "formats": ["<f4", "<f4", "<f4", "<f4", "<f4", "<f4", "u1", "u1", "u1", "u1", "<f4"],
-    "offsets": [0, 4, 8, 12, 16, 20, 24, 25, 26, 27, 28],
-    "itemsize": 32,
+    "names": ["x", "y", "z", "u", "v", "score", "hand_id", "joint_id", "side", "calibrated", "side_score",
+              "uncertainty_m", "depth_used"],
+    "formats": ["<f4", "<f4", "<f4", "<f4", "<f4", "<f4", "u1", "u1", "u1", "u1", "<f4", "<f4", "u1"],
+    "offsets": [0, 4, 8, 12, 16, 20, 24, 25, 26, 27, 28, 32, 36],
+    "itemsize": 40,
 })
 
 MANO_DTYPE = np.dtype({
@@ -100,6 +107,9 @@ def joints_records(hands) -> np.ndarray:
         r["side"] = SIDE_CODE[hand.side]
         r["calibrated"] = 1 if hand.calibrated else 0
         r["side_score"] = hand.handedness_score
+        std = getattr(hand, "joints_std_m", None)
+        r["uncertainty_m"] = np.nan if std is None else np.asarray(std, np.float32).reshape(NUM_JOINTS)
+        r["depth_used"] = 1 if getattr(hand, "depth_used", False) else 0
     return rec
 
 

@@ -30,8 +30,15 @@ from hand_pose_ros.diagnostics import NodeStats, diagnostic_array
 from hand_pose_ros.image_conv import ImageFormatError, compressed_msg_to_rgb, image_msg_to_rgb, rgb_to_image_msg
 from hand_pose_ros.latest_slot import LatestSlot
 from hand_pose_ros.params import ESTIMATOR_ARGS, PARAMS, PARAMS_BY_NAME, check_value
+from hand_pose_ros.shutdown import SigintGuard
 
 OUTPUT_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+# Latency samples (stamp -> publish) outside this range say that the stamp is not from this
+# clock (a camera with its own clock, a bag's original stamps, a frame from long ago), not how
+# slow the node is: they are counted (``stamps_off_clock``) and kept out of the statistics.
+LATENCY_VALID_MS = (-1000.0, 10_000.0)
+# bad-input kinds after which the frame is still processed (with the default K)
+_PROCESSED_KINDS = ("bad_camera_info", "camera_info_size_mismatch")
 
 
 def _stamp_s(stamp) -> float:
@@ -57,12 +64,15 @@ class HandPoseNode(Node):
         self._camera_info: CameraInfo | None = None
         self._camera_info_state = "waiting"
         self._warned_once: set[str] = set()
+        self._last_bad_text: dict[str, str] = {}
         self._rebuild = threading.Event()
         self._last_stamp_s: float | None = None
         self._mesh_serializer = hand_msgs.MeshMarkerSerializer()
 
         # Build the estimator before subscribing: a missing model file fails loudly here.
-        self.estimator = self._make_estimator()
+        # _estimator_cfg: the settings the running estimator was built with (rollback target).
+        self._estimator_cfg = {k: self._cfg[k] for k in ESTIMATOR_ARGS}
+        self.estimator = self._make_estimator(self._estimator_cfg)
 
         image_qos = QoSProfile(
             depth=1, history=HistoryPolicy.KEEP_LAST,
@@ -99,10 +109,10 @@ class HandPoseNode(Node):
         suffix = "/compressed" if self._cfg["image_transport"] == "compressed" else ""
         return self.resolve_topic_name("image") + suffix
 
-    def _make_estimator(self):
+    def _make_estimator(self, cfg: dict):
         from hand_pose_core.pipeline.estimator import HandPoseEstimator
 
-        kwargs = {k: self._cfg[k] for k in ESTIMATOR_ARGS}
+        kwargs = {k: cfg[k] for k in ESTIMATOR_ARGS}
         kwargs["mano_root"] = kwargs["mano_root"] or None
         kwargs["checkpoint"] = (kwargs["checkpoint"] or None) if kwargs["model"] != "mediapipe" else None
         kwargs["with_mesh"] = kwargs["with_mesh"] and kwargs["fit_mano"]  # the mesh comes from the fit
@@ -127,20 +137,57 @@ class HandPoseNode(Node):
         return SetParametersResult(successful=True)
 
     def _after_set_parameters(self, params) -> None:
-        rebuild = False
         for prm in params:
             if prm.name in self._cfg:
                 self._cfg[prm.name] = prm.value
-                rebuild |= prm.name in ESTIMATOR_ARGS
-                self.get_logger().info(f"parameter {prm.name} = {prm.value!r} applied")
-        if rebuild:
+                if prm.name in ESTIMATOR_ARGS:
+                    if prm.value != self._estimator_cfg[prm.name]:
+                        self.get_logger().info(f"parameter {prm.name} = {prm.value!r} accepted: the estimator "
+                                               "is rebuilt before the next frame")
+                else:
+                    self.get_logger().info(f"parameter {prm.name} = {prm.value!r} applied")
+        if any(self._cfg[k] != self._estimator_cfg[k] for k in ESTIMATOR_ARGS):
             self._rebuild.set()  # the worker rebuilds between two frames
 
+    def _rebuild_estimator(self) -> None:
+        """Build the estimator for the current settings. If that fails, keep the old one and roll
+        the parameters back to the settings it was built with, so that what ``ros2 param get``
+        shows is what runs, and later changes start from a working state."""
+        wanted = {k: self._cfg[k] for k in ESTIMATOR_ARGS}
+        if wanted == self._estimator_cfg:
+            return
+        changed = {k: v for k, v in wanted.items() if v != self._estimator_cfg[k]}
+        try:
+            estimator = self._make_estimator(wanted)
+        except Exception as e:  # keep the old one: the node stays up
+            old = {k: self._estimator_cfg[k] for k in changed}
+            self.get_logger().error(
+                f"could not rebuild the estimator with {changed}: {e}; keeping the old estimator and "
+                f"rolling the parameters back to {old}")
+            from rclpy.parameter import Parameter
+
+            results = self.set_parameters([Parameter(k, value=v) for k, v in old.items()])
+            for k, r in zip(old, results):
+                if not r.successful:  # cannot happen for values that were accepted before
+                    self.get_logger().error(f"rollback of {k} refused: {r.reason}")
+            return
+        self.estimator = estimator
+        self._estimator_cfg = wanted
+        self.get_logger().info(f"estimator rebuilt with the new parameters {changed}")
+
     def _warn_bad(self, kind: str, text: str) -> None:
-        """Log a bad input clearly: the first one in full, then at 10, 100, 1000... occurrences."""
+        """Log a bad input clearly: the first one in full, then at 10, 100, 1000... occurrences.
+        The text says what happened to the frame: dropped, or processed with the default K.
+        A camera_info with a different problem is logged when it first appears."""
         n = self.stats.count_bad(kind)
-        if n == 1 or (n >= 10 and str(n).strip("0") == "1"):
-            self.get_logger().warning(f"dropped frame ({kind}, seen {n}x): {text}")
+        new_problem = kind in _PROCESSED_KINDS and self._last_bad_text.get(kind) != text
+        self._last_bad_text[kind] = text
+        if n == 1 or new_problem or (n >= 10 and str(n).strip("0") == "1"):
+            if kind in _PROCESSED_KINDS:
+                self.get_logger().warning(f"bad camera_info ({kind}, seen {n}x): {text}. The frame is processed "
+                                          "using the default K (outputs flagged calibrated=0)")
+            else:
+                self.get_logger().warning(f"dropped frame ({kind}, seen {n}x): {text}")
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned_once:
@@ -177,11 +224,7 @@ class HandPoseNode(Node):
                 continue
             if self._rebuild.is_set():
                 self._rebuild.clear()
-                try:
-                    self.estimator = self._make_estimator()
-                    self.get_logger().info("estimator rebuilt with the new parameters")
-                except Exception as e:  # keep the old one: the node stays up
-                    self.get_logger().error(f"could not rebuild the estimator, keeping the old one: {e}")
+                self._rebuild_estimator()
             try:
                 self._process(*item)
             except Exception:  # never let one frame kill the worker
@@ -206,14 +249,14 @@ class HandPoseNode(Node):
         if (info.width, info.height) != (width, height) and (info.width or info.height):
             self._camera_info_state = "size mismatch (default K)"
             self._warn_bad("camera_info_size_mismatch",
-                           f"camera_info is for {info.width}x{info.height} but the image is {width}x{height}; "
-                           "using the default K")
+                           f"camera_info is for {info.width}x{info.height} but the image is {width}x{height}")
             return None
         try:
-            K = K_from_camera_info_k(info.k)
+            # the estimator's own check, with the image size: a K accepted here is accepted there
+            K = K_from_camera_info_k(info.k, width, height)
         except InvalidIntrinsicsError as e:
             self._camera_info_state = "invalid (default K)"
-            self._warn_bad("bad_camera_info", f"{e}; using the default K")
+            self._warn_bad("bad_camera_info", f"camera_info.k rejected: {e}")
             return None
         if self._camera_info_state != "ok":
             self.get_logger().info(f"using camera_info intrinsics fx={K[0, 0]:.1f} fy={K[1, 1]:.1f} "
@@ -250,7 +293,7 @@ class HandPoseNode(Node):
         self._last_stamp_s = stamp_s
 
         t1 = time.perf_counter()
-        hands = self.estimator(rgb, K, stamp_s)
+        hands = self.estimator(rgb, K, timestamp_s=stamp_s)
         t2 = time.perf_counter()
 
         self.pub_joints.publish(hand_msgs.joints_cloud(hands, header))
@@ -269,14 +312,48 @@ class HandPoseNode(Node):
         now_ns = self.get_clock().now().nanoseconds
         stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
         latency_ms = (now_ns - stamp_ns) * 1e-6 if stamp_ns else (time.monotonic() - received_monotonic) * 1e3
+        if not LATENCY_VALID_MS[0] <= latency_ms <= LATENCY_VALID_MS[1]:
+            n = self.stats.count_stamp_off_clock()
+            if n == 1 or (n >= 10 and str(n).strip("0") == "1"):
+                self.get_logger().warning(
+                    f"image stamp is {abs(latency_ms) / 1e3:.1f} s {'old' if latency_ms > 0 else 'in the future'} "
+                    f"by this node's clock (seen {n}x): the frame was processed, but its latency is not "
+                    "counted; do the camera and the node share a clock (use_sim_time for bags)?")
+            latency_ms = None
         self.stats.record_frame(len(hands), latency_ms, (t2 - t1) * 1e3, ((t3 - t0) - (t2 - t1)) * 1e3)
 
     def close(self) -> None:
+        """Stop the worker and wait for it: it must not be inside the estimator (onnxruntime/torch
+        threads) or a publish when rclpy shuts down and the interpreter exits."""
         self.slot.close()
-        self._worker.join(timeout=5.0)
+        self._worker.join(timeout=10.0)
+        if self._worker.is_alive():
+            self.get_logger().warning("the worker thread did not stop within 10 s")
+
+
+def node_usage() -> str:
+    from hand_pose_ros.cli_help import usage
+
+    return usage("hand_pose_node", __doc__.split("\n")[0], [
+        ("image (in)", "sensor_msgs/Image (image_transport:=compressed: image/compressed)"),
+        ("camera_info (in)", "sensor_msgs/CameraInfo, optional"),
+        ("hand/joints3d", "sensor_msgs/PointCloud2, 21 points per hand (empty: no hand)"),
+        ("hand/mano", "sensor_msgs/PointCloud2, MANO pose/shape/trans per hand"),
+        ("hand/mesh, hand/markers", "visualization_msgs/MarkerArray for RViz"),
+        ("hand/debug_image", "sensor_msgs/Image overlay"),
+        ("/diagnostics", "diagnostic_msgs/DiagnosticArray"),
+    ], [(p.name, p.default, p.description + (" (read-only)" if p.read_only else "")) for p in PARAMS])
 
 
 def main(args=None) -> int:
+    from hand_pose_ros.cli_help import help_requested
+
+    if help_requested(args):  # print usage and exit instead of starting to publish
+        print(node_usage())
+        return 0
+    # Only the first SIGINT interrupts; repeated ones (terminal + launch) cannot break the
+    # clean-up below (hand_pose_ros.shutdown). Installed before rclpy.init: rclpy chains to it.
+    sigint = SigintGuard().install()
     rclpy.init(args=args)
     node = None
     try:
@@ -289,10 +366,12 @@ def main(args=None) -> int:
         rclpy.logging.get_logger("hand_pose_node").fatal(f"hand_pose_node failed to start: {e}")
         return 1
     finally:
+        sigint.begin_shutdown()
         if node is not None:
             node.close()
             node.destroy_node()
         rclpy.try_shutdown()
+        sigint.finish()
     return 0
 
 

@@ -97,17 +97,81 @@ def image_msg_to_rgb(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     return cv2.cvtColor(np.ascontiguousarray(img), conversion)
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (baseline, extended, progressive, lossless, arithmetic...): C0-CF
+# except DHT (C4), JPG (C8) and DAC (CC). Markers without a length field: TEM (01), RSTn, SOI, EOI.
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_JPEG_NO_LENGTH = {0x01, *range(0xD0, 0xDA)}
+
+
+def compressed_image_size(data) -> tuple[str, int, int]:
+    """``(format, width, height)`` of a PNG or JPEG from its header, without decoding.
+
+    PNG: the IHDR chunk (always first). JPEG: the first start-of-frame segment, found by walking
+    the marker segments. Raises :class:`UnsupportedEncodingError` for other formats and
+    :class:`DecodeError` for a header that is cut short or malformed.
+    """
+    b = bytes(data[:8]) if len(data) >= 8 else bytes(data)
+    if b.startswith(_PNG_SIGNATURE):
+        head = bytes(data[8:24])
+        if len(head) < 16 or head[4:8] != b"IHDR":
+            raise DecodeError("PNG without an IHDR chunk after the signature")
+        return "png", int.from_bytes(head[8:12], "big"), int.from_bytes(head[12:16], "big")
+    if b[:2] == b"\xff\xd8":
+        mv = memoryview(data)
+        i, n = 2, len(mv)
+        while i + 4 <= n:
+            if mv[i] != 0xFF:
+                raise DecodeError(f"JPEG header malformed at byte {i} (no marker)")
+            marker = mv[i + 1]
+            if marker == 0xFF:  # fill byte
+                i += 1
+                continue
+            if marker in _JPEG_NO_LENGTH:
+                i += 2
+                continue
+            if marker == 0xDA:  # start of scan before any frame header
+                break
+            length = (mv[i + 2] << 8) | mv[i + 3]
+            if marker in _JPEG_SOF:
+                if i + 9 > n:
+                    break
+                h, w = (mv[i + 5] << 8) | mv[i + 6], (mv[i + 7] << 8) | mv[i + 8]
+                if h == 0:  # height given later by a DNL segment: the size is not known up front
+                    raise DecodeError("JPEG with its height in a DNL segment is not supported")
+                return "jpeg", w, h
+            if length < 2:
+                raise DecodeError(f"JPEG segment at byte {i} has length {length}")
+            i += 2 + length
+        raise DecodeError("JPEG header has no frame header (SOF segment)")
+    raise UnsupportedEncodingError(
+        "compressed image is neither PNG nor JPEG (the only formats whose size is checked against "
+        f"max_image_pixels before decoding); first bytes {b[:8].hex()}"
+    )
+
+
 def compressed_msg_to_rgb(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode a sensor_msgs/CompressedImage (JPEG/PNG) to an (H, W, 3) uint8 RGB array."""
+    """Decode a sensor_msgs/CompressedImage (JPEG/PNG) to an (H, W, 3) uint8 RGB array.
+
+    The size is read from the PNG/JPEG header first: an image over ``max_pixels`` is refused
+    before any pixel is decoded (a small file can decode to gigabytes).
+    """
     if len(msg.data) == 0:
         raise ZeroSizeImageError(f"compressed image ({msg.format!r}) has no data")
+    fmt, w, h = compressed_image_size(msg.data)
+    if w <= 0 or h <= 0:
+        raise ZeroSizeImageError(f"compressed {fmt} image has zero size ({w}x{h}) in its header")
+    if h * w > max_pixels:
+        raise ImageTooLargeError(
+            f"compressed {fmt} image is {w}x{h} ({h * w / 1e6:.1f} MP) by its header, over "
+            f"max_image_pixels={max_pixels}: refused before decoding"
+        )
     raw = np.frombuffer(msg.data, dtype=np.uint8)
     bgr = cv2.imdecode(raw, cv2.IMREAD_COLOR)
     if bgr is None:
         raise DecodeError(f"could not decode compressed image of format {msg.format!r} ({len(raw)} bytes)")
-    h, w = bgr.shape[:2]
-    if h * w > max_pixels:
-        raise ImageTooLargeError(f"image {w}x{h} exceeds max_image_pixels={max_pixels}")
+    if bgr.shape[0] * bgr.shape[1] > max_pixels:  # the header lied
+        raise ImageTooLargeError(f"image {bgr.shape[1]}x{bgr.shape[0]} exceeds max_image_pixels={max_pixels}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

@@ -2,6 +2,7 @@
 at runtime. ``config/hand_pose.yaml`` must list the same defaults (a test checks it)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,15 +64,23 @@ PARAMS: tuple[Param, ...] = (
     Param("publish_mesh", True, "publish /hand/mesh (built only while someone subscribes)"),
     Param("publish_markers", True, "publish /hand/markers (built only while someone subscribes)"),
     Param("publish_debug_image", False, "always publish /hand/debug_image; false: only while someone subscribes"),
-    Param("marker_lifetime_s", 1.0, "lifetime of RViz markers, s, so a stopped node leaves no stale hands", min_value=0.0),
-    Param("diagnostics_period_s", 1.0, "period of /diagnostics, s", read_only=True, min_value=0.05),
+    Param("marker_lifetime_s", 1.0, "lifetime of RViz markers, s, so a stopped node leaves no stale hands "
+          "(0: forever)", min_value=0.0, max_value=3600.0),
+    Param("diagnostics_period_s", 1.0, "period of /diagnostics, s", read_only=True, min_value=0.05,
+          max_value=3600.0),
 )
 
 PARAMS_BY_NAME = {p.name: p for p in PARAMS}
 
 
 def check_value(p: Param, value: Any) -> str | None:
-    """None when ``value`` is acceptable for ``p``, else the reason (for SetParametersResult)."""
+    """None when ``value`` is acceptable for ``p``, else the reason (for SetParametersResult).
+
+    Numbers must be finite: NaN passes every range comparison, and inf overflows message fields
+    (e.g. a marker lifetime), so both are refused for every numeric parameter.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{p.name} must be a finite number, got {value!r}"
     if p.choices and value not in p.choices:
         return f"{p.name} must be one of {list(p.choices)}, got {value!r}"
     if p.min_value is not None and value < p.min_value:

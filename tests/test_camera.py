@@ -94,3 +94,23 @@ def test_scale_intrinsics_matches_resized_projection():
     np.testing.assert_allclose(uv_half, 0.5 * (uv + 0.5) - 0.5, atol=1e-9)
     with pytest.raises(ValueError):
         cam.scale_intrinsics(K, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("fx", [1e-9, 1.0, 1e6, 1e12])
+def test_focal_length_implausible_for_the_image_size_is_refused(fx):
+    K = cam.K_from_fxfycxcy(fx, fx, 319.5, 239.5)
+    with pytest.raises(InvalidIntrinsicsError, match="implausible for a 640x480 image"):
+        cam.validate_intrinsics(K, 640, 480)
+    # the same check through every entry point that knows the size
+    with pytest.raises(InvalidIntrinsicsError, match="implausible"):
+        cam.resolve_intrinsics(K, 640, 480)
+    with pytest.raises(InvalidIntrinsicsError, match="implausible"):
+        cam.K_from_camera_info_k(K.reshape(-1).tolist(), 640, 480)
+
+
+def test_plausible_focal_lengths_pass():
+    for fx in (0.05 * 640, 300.0, 768.0, 5000.0, 100 * 640):
+        cam.validate_intrinsics(cam.K_from_fxfycxcy(fx, fx, 319.5, 239.5), 640, 480)
+    # principal point far outside through the camera_info path too
+    with pytest.raises(InvalidIntrinsicsError, match="outside"):
+        cam.K_from_camera_info_k([600, 0, 1e5, 0, 600, 240, 0, 0, 1], 640, 480)

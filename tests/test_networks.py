@@ -328,3 +328,15 @@ def test_model_file_round_trip(tmp_path, name, cfg):
     with torch.no_grad():
         a, b = net(x, torch.tensor([1])), back(x, torch.tensor([1]))
     assert torch.equal(a["joints_rel_m"], b["joints_rel_m"])
+
+
+@pytest.mark.parametrize("name,cfg", [("mano_regressor", TINY_REG), ("zimmermann_brox", TINY_ZB)])
+def test_task_loss_under_bf16_autocast(name, cfg):
+    task = build_task(name, {"model": cfg})
+    model = task.build_model()
+    batch = toy_batch(2, 64, seed=5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = task.loss(model, batch)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    _check_grads(model)

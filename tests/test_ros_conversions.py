@@ -13,7 +13,7 @@ import yaml
 
 pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointField  # noqa: E402
 from visualization_msgs.msg import Marker  # noqa: E402
 
 from hand_pose_core.types import Hand  # noqa: E402
@@ -79,10 +79,36 @@ def test_compressed_roundtrip_and_errors():
     rgb[:, :24] = (200, 30, 30)
     out = image_conv.compressed_msg_to_rgb(image_conv.rgb_to_compressed_msg(rgb))
     assert out.shape == rgb.shape and np.abs(out.astype(int) - rgb).mean() < 8
-    with pytest.raises(image_conv.DecodeError):
+    with pytest.raises(image_conv.UnsupportedEncodingError, match="neither PNG nor JPEG"):
         image_conv.compressed_msg_to_rgb(CompressedImage(format="jpeg", data=b"not a jpeg at all"))
+    with pytest.raises(image_conv.DecodeError):
+        image_conv.compressed_msg_to_rgb(CompressedImage(format="jpeg", data=b"\xff\xd8\xff\xe0\x00\x10JFIF"))
     with pytest.raises(image_conv.ZeroSizeImageError):
         image_conv.compressed_msg_to_rgb(CompressedImage(format="jpeg", data=b""))
+
+
+def test_compressed_size_is_read_from_the_png_and_jpeg_headers():
+    import cv2
+
+    rgb = RNG.integers(0, 255, (37, 53, 3), dtype=np.uint8)
+    for ext, fmt in ((".png", "png"), (".jpg", "jpeg")):
+        data = cv2.imencode(ext, rgb)[1].tobytes()
+        assert image_conv.compressed_image_size(data) == (fmt, 53, 37)
+    progressive = cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    assert image_conv.compressed_image_size(progressive) == ("jpeg", 53, 37)
+
+
+def test_huge_compressed_images_are_refused_from_the_header_before_decoding():
+    import time
+
+    from image_fixtures import huge_jpeg, huge_png
+
+    for data in (huge_png(30000, 30000), huge_jpeg(30000, 30000)):
+        t0 = time.perf_counter()
+        with pytest.raises(image_conv.ImageTooLargeError, match="refused before decoding") as err:
+            image_conv.compressed_msg_to_rgb(CompressedImage(format="png", data=data), max_pixels=7680 * 4320)
+        assert err.value.kind == "too_large" and "30000x30000" in str(err.value)
+        assert time.perf_counter() - t0 < 0.05  # nothing was decoded
 
 
 def test_rgb_to_image_msg_roundtrip():
@@ -112,29 +138,40 @@ def test_joints_cloud_layout_roundtrip_and_consumer_dtype():
     from std_msgs.msg import Header
 
     hands = [_hand("left", 0.0), _hand("right", 0.1)]
+    hands[1].joints_std_m = np.linspace(0.001, 0.021, 21).astype(np.float32)
+    hands[1].depth_used = True
     header = Header(frame_id="cam")
     header.stamp.sec, header.stamp.nanosec = 12, 345
     msg = hand_msgs.joints_cloud(hands, header)
-    assert (msg.width, msg.height, msg.point_step, msg.row_step) == (42, 1, 32, 42 * 32)
+    assert (msg.width, msg.height, msg.point_step, msg.row_step) == (42, 1, 40, 42 * 40)
+    # the fields of the 32-byte layout kept their offsets; the new ones are appended
+    offsets = {f.name: (f.offset, f.datatype) for f in msg.fields}
+    assert [offsets[n][0] for n in ("x", "y", "z", "u", "v", "score", "hand_id", "joint_id", "side",
+                                    "calibrated", "side_score")] == [0, 4, 8, 12, 16, 20, 24, 25, 26, 27, 28]
+    assert offsets["uncertainty_m"] == (32, PointField.FLOAT32) and offsets["depth_used"] == (36, PointField.UINT8)
     assert msg.header.frame_id == "cam" and msg.header.stamp.nanosec == 345
     rec = hand_msgs.cloud_to_records(msg)
     np.testing.assert_allclose(np.stack([rec["x"], rec["y"], rec["z"]], 1)[21:], hands[1].joints_3d)
     np.testing.assert_allclose(np.stack([rec["u"], rec["v"]], 1)[:21], hands[0].joints_2d)
     assert list(rec["side"][::21]) == [0, 1] and list(rec["calibrated"][::21]) == [0, 1]
     assert list(rec["joint_id"][:21]) == list(range(21)) and list(rec["hand_id"][::21]) == [0, 1]
+    assert np.isnan(rec["uncertainty_m"][:21]).all()  # the model gave no uncertainty
+    np.testing.assert_allclose(rec["uncertainty_m"][21:], hands[1].joints_std_m)
+    assert list(rec["depth_used"][::21]) == [0, 1]
     # the consumer example spells the layout out itself: it must read the same thing
     per_hand = consumer_example.hands_from_cloud(msg)
     assert per_hand.shape == (2, 21) and np.isclose(per_hand[1][0]["z"], hands[1].joints_3d[0, 2])
     assert consumer_example.JOINTS_DTYPE == hand_msgs.JOINTS_DTYPE
     lines = consumer_example.format_message(msg)
     assert len(lines) == 2 and "side=left" in lines[0] and "side=right" in lines[1]
+    assert "depth_used=0" in lines[0] and "depth_used=1" in lines[1]
 
 
 def test_empty_cloud_is_the_no_hand_message():
     from std_msgs.msg import Header
 
     msg = hand_msgs.joints_cloud([], Header(frame_id="cam"))
-    assert msg.width == 0 and msg.header.frame_id == "cam" and len(msg.fields) == 11
+    assert msg.width == 0 and msg.header.frame_id == "cam" and len(msg.fields) == 13
     assert consumer_example.format_message(msg)[0].endswith("no hand")
 
 

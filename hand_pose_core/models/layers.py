@@ -36,8 +36,11 @@ class SameConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._explicit_pad:
-            top, bottom = tf_same_padding(x.shape[-2], self.kernel_size[0], self.stride[0])
-            left, right = tf_same_padding(x.shape[-1], self.kernel_size[1], self.stride[1])
+            # int(): H and W are fixed per network, so an ONNX export gets constant pads (the
+            # traced shape arithmetic was ~300 tiny nodes per graph, and non-constant pads keep
+            # onnxruntime from fusing Pad into Conv: palm 22.1 -> 21.1 ms CPU time under load)
+            top, bottom = tf_same_padding(int(x.shape[-2]), self.kernel_size[0], self.stride[0])
+            left, right = tf_same_padding(int(x.shape[-1]), self.kernel_size[1], self.stride[1])
             if top or bottom or left or right:
                 x = F.pad(x, (left, right, top, bottom))
         return super().forward(x)

@@ -132,8 +132,10 @@ class ManoRegressor(nn.Module):
         pose = x[:, :self.n_pose]
         shape = x[:, self.n_pose:self.n_pose + 10]
         c = x[:, self.n_pose + 10:]
+        c = c.float()
         cam = torch.stack([self.cam_scale_prior * torch.exp(c[:, 0].clamp(-5, 5)), c[:, 1], c[:, 2]], -1)
-        verts_mm, joints_mm = self.mano(pose, shape)
+        with torch.autocast(device_type=image.device.type, enabled=False):  # MANO in float32
+            verts_mm, joints_mm = self.mano(pose.float(), shape.float())
         root = joints_mm[:, :1]
         joints = (joints_mm - root) * 1e-3
         verts = (verts_mm - root) * 1e-3

@@ -338,8 +338,10 @@ class PosePrior(nn.Module):
         side = side.reshape(-1).to(maps.device)
         onehot = torch.stack([(side == 1), (side == 0)], 1).to(maps.dtype)
         coords = self.coords(maps, onehot).reshape(-1, self.num_joints, 3)
-        aa = self.view(maps, onehot)
-        return {"coords_can": coords, "rot_aa": aa, "rot": axis_angle_to_matrix(aa)}
+        aa = self.view(maps, onehot).float()
+        with torch.autocast(device_type=maps.device.type, enabled=False):  # rotation in float32
+            rot = axis_angle_to_matrix(aa)
+        return {"coords_can": coords.float(), "rot_aa": aa, "rot": rot}
 
 
 class ZimmermannBrox(nn.Module):

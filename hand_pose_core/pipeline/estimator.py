@@ -12,6 +12,9 @@ Stages per frame (times in ``last_timings_ms``):
    replaces the world landmarks by its own wrist-relative 3D (and, with ``lifter_2d``, the 2D).
    ``metric3d``: place the hand-centred metric landmarks in the camera frame
    from the 2D joints and K (:mod:`.metric3d`).
+   ``depth``: with an aligned depth image, each hand's distance comes from the depth readings
+   under it instead of the assumed hand size (:mod:`.depth_fusion`; RGB placement kept, per
+   hand, where the depth is missing or disagrees).
 4. ``mano``: fit MANO to the placed joints (optional), giving pose/shape/trans and the mesh.
 
 Tracking (video): each hand's landmarks give the next frame's ROI; the palm detector runs
@@ -54,6 +57,34 @@ def _create_runner(model: str, backend: str, variant: str, device: str, precisio
 
     return create_runner(model, backend=backend, variant=variant, device=device,
                          precision=precision)
+
+
+class _SingleThreadBlas:
+    """Context manager running numpy/scipy BLAS single-threaded (threadpoolctl), restoring after.
+
+    The MANO fit multiplies many tiny matrices; multi-threaded OpenBLAS spends far longer waking
+    and synchronising its threads than computing, and its threads fight the network runtime's.
+    Measured on the 2-core CI machine under load (60 static 640x480 frames, cProfile): the fit's
+    normal equations took 13 ms per call with OpenBLAS's default threads and 0.4 ms with one.
+    Without threadpoolctl this does nothing.
+    """
+
+    _controller = None
+
+    def __enter__(self):
+        try:
+            if _SingleThreadBlas._controller is None:
+                from threadpoolctl import ThreadpoolController
+
+                _SingleThreadBlas._controller = ThreadpoolController()
+            self._limit = _SingleThreadBlas._controller.limit(limits=1, user_api="blas")
+        except ImportError:
+            self._limit = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._limit is not None:
+            self._limit.restore_original_limits()
 
 
 def validate_image(image_rgb) -> np.ndarray:
@@ -138,14 +169,20 @@ class HandPoseEstimator:
         checkpoint: model file (safetensors written by training) for a trained ``model``.
         lifter_2d: report and place with the trained model's own 2D joints instead of the
             landmark network's (crops and tracking still follow the landmark network).
+        coarse_variant: landmark network variant for the first (framing-only) pass over new
+            palm crops when ``refine_passes`` >= 1; None uses ``variant``. 'lite' saves ~1/3 of
+            that pass but was measured worse on the shared video (static median 1.90 vs
+            1.66 px), so it is off by default (docs/benchmarks.md).
 
     ``__call__`` returns :class:`~hand_pose_core.types.Hand` objects, highest presence first.
     ``joints_2d`` use the OpenCV/ROS pixel convention (pixel centres at integer coordinates).
     ``joints_3d`` are the MANO-fitted joints when ``fit_mano``, else the placed network joints.
     ``extras``: ``reproj_err_px`` (RMS of the metric placement), ``z_rel_px`` (the network's
-    relative depth, image pixels), ``joints_3d_placed_m`` (placed joints before the MANO fit).
+    relative depth, image pixels), ``joints_3d_placed_m`` (placed joints before the MANO fit;
+    depth-fused when depth was used), ``depth_fusion`` (with depth: used, the reason when not,
+    the scale applied to the RGB placement, windows / inliers).
     ``last_timings_ms`` holds the stage times of the latest call: palm, landmark, metric3d,
-    mano, total (a skipped stage is 0).
+    mano, total (a skipped stage is 0), and depth when a depth image was given.
     """
 
     def __init__(self, max_hands: int = 2, backend: str = "onnxruntime", device: str = "cpu",
@@ -154,7 +191,8 @@ class HandPoseEstimator:
                  tracking: bool = True, smoothing: bool = False, smoothing_min_cutoff: float = 1.0,
                  smoothing_beta: float = 10.0, fit_mano: bool = True, with_mesh: bool = True,
                  mano_root: str | None = None, refine_passes: int = 1, model: str = "mediapipe",
-                 checkpoint: str | None = None, lifter_2d: bool = False) -> None:
+                 checkpoint: str | None = None, lifter_2d: bool = False,
+                 coarse_variant: str | None = None) -> None:
         if (not isinstance(max_hands, (int, np.integer)) or isinstance(max_hands, bool)
                 or max_hands < 1):
             raise ValueError(f"max_hands must be a positive integer, got {max_hands!r}")
@@ -170,6 +208,8 @@ class HandPoseEstimator:
         if not isinstance(refine_passes, (int, np.integer)) or refine_passes < 0:
             raise ValueError(f"refine_passes must be an integer >= 0, got {refine_passes!r}")
         self.refine_passes = int(refine_passes)
+        if coarse_variant not in (None, "full", "lite"):
+            raise ValueError(f"unknown coarse_variant {coarse_variant!r}; choose None, 'full' or 'lite'")
         self.max_hands = int(max_hands)
         self.min_detection_score = float(min_detection_score)
         self.min_presence_score = float(min_presence_score)
@@ -200,6 +240,10 @@ class HandPoseEstimator:
 
         self._palm = _create_runner("palm", backend, variant, device, precision)
         self._landmark = _create_runner("landmark", backend, variant, device, precision)
+        # landmark network for the first, framing-only pass over new palm crops (refined after)
+        self._coarse = self._landmark
+        if self.refine_passes and coarse_variant not in (None, variant):
+            self._coarse = _create_runner("landmark", backend, coarse_variant, device, precision)
         self._fitter = None
         if self.fit_mano:
             from ..mano.fit import ManoFitter
@@ -222,20 +266,22 @@ class HandPoseEstimator:
         dets = unletterbox_detections(dets, m)
         return [(d.score, palm_to_roi(d.box_px, d.keypoints_px)) for d in dets]
 
-    def _landmarks(self, image_rgb: np.ndarray, rois: list[Roi]):
+    def _landmarks(self, image_rgb: np.ndarray, rois: list[Roi], runner=None):
         crops = [crop_roi(image_rgb, r)[0] for r in rois]
-        lm, presence, p_right, world = self._landmark(_to_batch(crops))[:4]
+        lm, presence, p_right, world = (runner or self._landmark)(_to_batch(crops))[:4]
         return (np.asarray(lm).reshape(len(rois), 21, 3), np.asarray(presence).reshape(-1),
                 np.asarray(p_right).reshape(-1), np.asarray(world).reshape(len(rois), 21, 3))
 
     # -- main entry ----------------------------------------------------------------------
     def __call__(self, image_rgb: np.ndarray, K: np.ndarray | None = None,
-                 timestamp_s: float | None = None) -> list[Hand]:
+                 depth: np.ndarray | None = None, timestamp_s: float | None = None) -> list[Hand]:
         """Estimate the hands in one RGB uint8 image (H, W, 3).
 
         K: 3x3 intrinsics in pixels; None uses the documented default guess (results are
-        then flagged ``calibrated=False``). timestamp_s: capture time for smoothing
-        (default: the host clock).
+        then flagged ``calibrated=False``). depth: optional (H, W) depth image aligned to the
+        colour image (registered to its pixels), float32 metres or uint16 millimetres, 0 or NaN
+        where there is no reading (REP 118); it sets each hand's distance (``Hand.depth_used``).
+        timestamp_s: capture time for smoothing (default: the host clock).
         """
         from ..camera import resolve_intrinsics
 
@@ -243,8 +289,18 @@ class HandPoseEstimator:
         validate_image(image_rgb)
         h, w = image_rgb.shape[:2]
         K, calibrated = resolve_intrinsics(K, w, h)
+        depth_m = None
+        if depth is not None:
+            if not isinstance(depth, np.ndarray):
+                raise TypeError(f"depth must be an (H, W) numpy array, got {type(depth).__name__} "
+                                "(the capture time is the keyword argument timestamp_s=)")
+            from .depth_fusion import depth_to_metres
+
+            depth_m = depth_to_metres(depth, (h, w))
         t_s = time.monotonic() if timestamp_s is None else float(timestamp_s)
         timings = {"palm": 0.0, "landmark": 0.0, "metric3d": 0.0, "mano": 0.0}
+        if depth_m is not None:
+            timings["depth"] = 0.0
 
         tracks = self._tracks if self.tracking else []
         candidates: list[_Track] = list(tracks)
@@ -288,18 +344,32 @@ class HandPoseEstimator:
             placed.append((c, presence, uv, world_m, placement, joints_px))
         timings["metric3d"] = (time.perf_counter() - t0) * 1e3
 
+        fusions = [None] * len(placed)
+        if depth_m is not None and placed:
+            t0 = time.perf_counter()
+            from dataclasses import replace
+
+            from .depth_fusion import fuse_hand_depth
+
+            for i, p in enumerate(placed):
+                fusions[i] = fuse_hand_depth(p[4].joints_cam_m, p[2], depth_m, K)
+                if fusions[i].used:  # the MANO fit and the outputs start from the fused joints
+                    placed[i] = p[:4] + (replace(p[4], joints_cam_m=fusions[i].joints_cam_m),) + p[5:]
+            timings["depth"] = (time.perf_counter() - t0) * 1e3
+
         fits = [None] * len(placed)
         if self._fitter is not None and placed:
             t0 = time.perf_counter()
             sides = [side_from_handedness(c.p_right, self.mirrored)[0] for c, *_ in placed]
             init = [c.mano_init if (self.tracking and c.mano_side == side) else None
                     for (c, *_), side in zip(placed, sides)]
-            fits = self._fitter.fit(
-                np.stack([p[4].joints_cam_m for p in placed]), np.stack([p[2] for p in placed]),
-                K, sides=sides, init=init, with_vertices=self.with_mesh)
+            with _SingleThreadBlas():
+                fits = self._fitter.fit(
+                    np.stack([p[4].joints_cam_m for p in placed]), np.stack([p[2] for p in placed]),
+                    K, sides=sides, init=init, with_vertices=self.with_mesh)
             timings["mano"] = (time.perf_counter() - t0) * 1e3
 
-        for (c, presence, uv, world_m, placement, joints_px), fit in zip(placed, fits):
+        for (c, presence, uv, world_m, placement, joints_px), fit, fusion in zip(placed, fits, fusions):
             side, side_score = side_from_handedness(c.p_right, self.mirrored)
             joints_3d = np.asarray(placement.joints_cam_m, np.float32)
             hand = Hand(side=side, score=presence, joints_2d=np.asarray(uv, np.float32),
@@ -308,6 +378,11 @@ class HandPoseEstimator:
                         world_m=np.asarray(world_m, np.float32), joints_std_m=c.lift_std)
             hand.extras["reproj_err_px"] = float(placement.reproj_err_px)
             hand.extras["z_rel_px"] = np.asarray(joints_px[:, 2], np.float32)
+            if fusion is not None:
+                hand.depth_used = bool(fusion.used)
+                hand.extras["depth_fusion"] = {"used": bool(fusion.used), "reason": fusion.reason,
+                                               "scale": float(fusion.scale), "windows": fusion.n_windows,
+                                               "inliers": fusion.n_inliers}
             if fit is not None:
                 hand.joints_3d = np.asarray(fit.joints_m, np.float32)
                 hand.pose = np.asarray(fit.params.pose, np.float32).reshape(48)
@@ -338,18 +413,17 @@ class HandPoseEstimator:
         for it in range(1 + self.refine_passes):
             if not todo:
                 break
-            lm, presence, p_right, world = self._landmarks(image_rgb, [rois[i] for i in todo])
+            if it == 0 and self._coarse is not self._landmark:
+                # new palm crops only need framing on this pass: the (cheaper) coarse network
+                groups = [[i for i in todo if not candidates[i].from_palm],
+                          [i for i in todo if candidates[i].from_palm]]
+                runners = [self._landmark, self._coarse]
+            else:
+                groups, runners = [todo], [self._landmark]
             nxt = []
-            for k, i in enumerate(todo):
-                if not is_present(presence[k], self.min_presence_score):
-                    continue  # lost (tracked), false palm (new), or a refinement that lost it
-                joints_px = crop_to_image_landmarks(lm[k], rois[i])
-                found[i] = (float(presence[k]), joints_px, rotate_world_to_image(world[k], rois[i]),
-                            float(p_right[k]), rois[i])
-                new_roi = landmarks_to_roi(joints_px)
-                if (it == 0 and candidates[i].from_palm) or roi_changed(rois[i], new_roi):
-                    rois[i] = new_roi
-                    nxt.append(i)
+            for group, runner in zip(groups, runners):
+                if group:
+                    nxt += self._landmark_pass(image_rgb, candidates, group, rois, runner, it, found)
             todo = nxt
         out = []
         for i, (presence, joints_px, world_m, p, roi) in sorted(found.items()):
@@ -383,6 +457,23 @@ class HandPoseEstimator:
             world = rotate_world_to_image(out.joints_rel_m[k], c.roi)
             lifted.append((c, presence, joints_px, world))
         return lifted
+
+    def _landmark_pass(self, image_rgb, candidates, todo, rois, runner, it, found) -> list[int]:
+        """One landmark batch over ``todo``; fills ``found`` and returns the indices whose
+        crop should be re-made from their landmarks and re-run."""
+        lm, presence, p_right, world = self._landmarks(image_rgb, [rois[i] for i in todo], runner)
+        nxt = []
+        for k, i in enumerate(todo):
+            if not is_present(presence[k], self.min_presence_score):
+                continue  # lost (tracked), false palm (new), or a refinement that lost it
+            joints_px = crop_to_image_landmarks(lm[k], rois[i])
+            found[i] = (float(presence[k]), joints_px, rotate_world_to_image(world[k], rois[i]),
+                        float(p_right[k]), rois[i])
+            new_roi = landmarks_to_roi(joints_px)
+            if (it == 0 and candidates[i].from_palm) or roi_changed(rois[i], new_roi):
+                rois[i] = new_roi
+                nxt.append(i)
+        return nxt
 
     @staticmethod
     def _dedup(results):

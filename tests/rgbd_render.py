@@ -1,0 +1,214 @@
+"""Rendered RGB-D hands for the depth-fusion tests and benchmark (real offscreen OpenGL: moderngl
+with EGL, no display).
+
+A MANO-format hand (the licence-free synthetic model, or the official one) is posed, placed in
+the camera frame and rendered through an OpenCV K: a shaded RGB image, the exact depth (z, metres)
+and the hand mask. :func:`structured_light_depth` then degrades the exact depth the way a
+structured-light / active-stereo camera does: disparity quantisation, axial noise growing with
+distance, holes in the projector's shadow beside the hand, dropped and mixed ("flying") pixels
+at depth edges, random dropouts, and uint16 millimetres as a driver publishes them.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+_VERT = """
+#version 330
+uniform vec4 K;      // fx, fy, cx, cy (OpenCV: pixel centres at integers)
+uniform vec2 size;   // width, height
+uniform vec2 nf;     // near, far (m)
+in vec3 in_pos;      // camera optical frame, metres
+in vec3 in_nrm;
+out float v_z;
+out vec3 v_nrm;
+void main() {
+    float z = in_pos.z;
+    float u = K.x * in_pos.x / z + K.z;
+    float v = K.y * in_pos.y / z + K.w;
+    float xn = 2.0 * (u + 0.5) / size.x - 1.0;
+    float yn = 1.0 - 2.0 * (v + 0.5) / size.y;
+    float zn = 2.0 * (z - nf.x) / (nf.y - nf.x) - 1.0;
+    gl_Position = vec4(xn * z, yn * z, zn * z, z);   // w = z: perspective-correct varyings
+    v_z = z;
+    v_nrm = in_nrm;
+}
+"""
+_FRAG = """
+#version 330
+uniform vec3 albedo;
+in float v_z;
+in vec3 v_nrm;
+layout(location = 0) out vec4 color;
+layout(location = 1) out float depth;
+void main() {
+    vec3 n = normalize(v_nrm);
+    vec3 l = normalize(vec3(-0.3, -0.5, -1.0));           // light from the camera side, above
+    float shade = 0.35 + 0.65 * abs(dot(n, l));
+    color = vec4(albedo * shade, 1.0);
+    depth = v_z;
+}
+"""
+
+
+class DepthRenderer:
+    """Renders triangle meshes given in the camera frame through K into RGB + depth + mask."""
+
+    def __init__(self, width: int, height: int) -> None:
+        import moderngl
+
+        self.width, self.height = int(width), int(height)
+        self.ctx = moderngl.create_standalone_context(backend="egl")
+        self.prog = self.ctx.program(vertex_shader=_VERT, fragment_shader=_FRAG)
+        self.color = self.ctx.texture((self.width, self.height), 4, dtype="f1")
+        self.depth = self.ctx.texture((self.width, self.height), 1, dtype="f4")
+        self.fbo = self.ctx.framebuffer(color_attachments=[self.color, self.depth],
+                                        depth_attachment=self.ctx.depth_renderbuffer((self.width, self.height)))
+
+    def render(self, vertices_m: np.ndarray, faces: np.ndarray, K: np.ndarray,
+               albedo=(0.85, 0.62, 0.5), near: float = 0.05, far: float = 5.0):
+        """-> (rgb uint8 HxWx3 on black, depth float32 HxW metres (0 = background), mask bool)."""
+        V = np.asarray(vertices_m, np.float64)
+        F = np.asarray(faces, np.int64)
+        fn = np.cross(V[F[:, 1]] - V[F[:, 0]], V[F[:, 2]] - V[F[:, 0]])
+        vn = np.zeros_like(V)
+        for k in range(3):
+            np.add.at(vn, F[:, k], fn)
+        vn /= np.linalg.norm(vn, axis=1, keepdims=True) + 1e-12
+        data = np.concatenate([V, vn], axis=1).astype("f4")[F.reshape(-1)]
+        vbo = self.ctx.buffer(data.tobytes())
+        vao = self.ctx.vertex_array(self.prog, [(vbo, "3f 3f", "in_pos", "in_nrm")])
+        self.prog["K"].value = (float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]))
+        self.prog["size"].value = (float(self.width), float(self.height))
+        self.prog["nf"].value = (near, far)
+        self.prog["albedo"].value = tuple(float(a) for a in albedo)
+        self.fbo.use()
+        self.fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        self.ctx.enable(self.ctx.DEPTH_TEST)
+        vao.render()
+        rgba = np.frombuffer(self.fbo.read(components=4, attachment=0), np.uint8).reshape(self.height, self.width, 4)
+        depth = np.frombuffer(self.fbo.read(components=1, attachment=1, dtype="f4"), np.float32)
+        depth = depth.reshape(self.height, self.width)
+        vao.release()
+        vbo.release()
+        # OpenGL rows are bottom-up
+        rgba, depth = rgba[::-1].copy(), depth[::-1].copy()
+        return rgba[:, :, :3], depth, depth > 0
+
+    def release(self) -> None:
+        self.ctx.release()
+
+
+def structured_light_depth(depth_m: np.ndarray, mask: np.ndarray, background_m: np.ndarray,
+                           rng: np.random.Generator, fx: float, baseline_m: float = 0.05,
+                           subpixel: float = 1.0 / 8.0, dropout: float = 0.01,
+                           edge_hole: float = 0.5, flying: float = 0.3) -> np.ndarray:
+    """Exact hand depth over a background depth -> uint16 millimetres with a structured-light
+    camera's faults (projector ``baseline_m`` to the right of the camera)."""
+    z = np.where(mask, depth_m, background_m).astype(np.float64)
+    h, w = z.shape
+    # axial noise (Nguyen et al. 2012, Kinect: 1.2 mm + 1.9 mm * (z - 0.4 m)^2) ...
+    z = z + rng.normal(0.0, 1.0, z.shape) * (0.0012 + 0.0019 * (z - 0.4) ** 2)
+    # ... and disparity quantisation to 1/8 pixel
+    disp = fx * baseline_m / z
+    z = fx * baseline_m / (np.round(disp / subpixel) * subpixel)
+    holes = rng.random(z.shape) < dropout
+    # projector shadow: background next to the hand that the projector cannot see
+    d_hand = fx * baseline_m * (1.0 / np.where(mask, depth_m, np.inf) - 1.0 / background_m)
+    shift = int(np.ceil(np.nanmax(np.where(mask, d_hand, 0.0)))) if mask.any() else 0
+    shadow = np.zeros_like(mask)
+    for s in range(1, shift + 1):
+        shadow[:, :-s] |= mask[:, s:]
+    holes |= shadow & ~mask
+    # depth edges: holes and mixed pixels (between hand and background)
+    edge = np.zeros_like(mask)
+    edge[1:-1, 1:-1] = (mask[1:-1, 1:-1] != mask[:-2, 1:-1]) | (mask[1:-1, 1:-1] != mask[2:, 1:-1]) \
+        | (mask[1:-1, 1:-1] != mask[1:-1, :-2]) | (mask[1:-1, 1:-1] != mask[1:-1, 2:])
+    r = rng.random(z.shape)
+    holes |= edge & (r < edge_hole)
+    mix = edge & (r >= edge_hole) & (r < edge_hole + flying)
+    t = rng.random(z.shape)
+    fg = np.where(mask, depth_m, np.nan)
+    with warnings.catch_warnings():  # all-NaN neighbourhoods (background) give NaN, as wanted
+        warnings.simplefilter("ignore", RuntimeWarning)
+        near_fg = np.nanmin(np.stack([np.roll(fg, k, axis=a) for a in (0, 1) for k in (-1, 1)]), axis=0)
+    z = np.where(mix & np.isfinite(near_fg), t * near_fg + (1 - t) * background_m, z)
+    # small blobs without a reading on the hand (dark / specular skin patches)
+    for _ in range(int(rng.integers(0, 4))):
+        ys, xs = np.nonzero(mask)
+        if ys.size:
+            k = int(rng.integers(ys.size))
+            rr = int(rng.integers(1, 4))
+            holes[max(ys[k] - rr, 0):ys[k] + rr + 1, max(xs[k] - rr, 0):xs[k] + rr + 1] = True
+    mm = np.clip(np.round(z * 1000.0), 0, 65535).astype(np.uint16)
+    mm[holes | ~np.isfinite(z)] = 0
+    return mm
+
+
+@dataclass
+class RenderedHand:
+    rgb: np.ndarray          # HxWx3 uint8
+    depth_mm: np.ndarray     # HxW uint16, structured-light faults
+    depth_exact_m: np.ndarray
+    mask: np.ndarray
+    joints_cam_m: np.ndarray  # (21, 3) ground truth
+    K: np.ndarray
+    scale: float             # hand size relative to the model's mean
+
+
+class HandScene:
+    """Random right hands at 0.3-1.0 m in front of a textured wall, rendered as RGB-D."""
+
+    def __init__(self, width: int = 640, height: int = 480, fx: float = 600.0, mano_root=None) -> None:
+        import torch
+
+        from hand_pose_core.mano import ManoLayer, synthetic_mano
+
+        self.K = np.array([[fx, 0, (width - 1) / 2], [0, fx, (height - 1) / 2], [0, 0, 1.0]])
+        if mano_root:
+            self.layer = ManoLayer(mano_root=mano_root, side="right", use_pca=False, flat_hand_mean=False)
+        else:
+            self.layer = ManoLayer(model=synthetic_mano("right"), use_pca=False, flat_hand_mean=False)
+        self.faces = self.layer.faces_np
+        self.renderer = DepthRenderer(width, height)
+        self._torch = torch
+
+    def sample(self, rng: np.random.Generator, z_range=(0.3, 1.0), size_range=(0.85, 1.15)) -> RenderedHand:
+        from scipy.spatial.transform import Rotation
+
+        torch = self._torch
+        w, h = self.renderer.width, self.renderer.height
+        pose = np.zeros(48)
+        pose[3:] = rng.normal(0.0, 0.25, 45)  # finger articulation around the mean pose
+        # fingers up (-y), palm towards the camera (-z), then up to ~40 degrees of tilt
+        base = Rotation.from_matrix(np.array([[0, 0, 1.0], [1.0, 0, 0], [0, 1.0, 0]]))  # model -x -> -y, -y -> -z
+        tilt = Rotation.from_rotvec(rng.normal(0.0, 0.35, 3))
+        pose[:3] = (tilt * base).as_rotvec()
+        with torch.no_grad():
+            v_mm, j_mm = self.layer(torch.tensor(pose[None], dtype=torch.float32), torch.zeros(1, 10))
+        scale = float(rng.uniform(*size_range))
+        v = v_mm[0].numpy().astype(np.float64) / 1000.0
+        j = j_mm[0].numpy().astype(np.float64) / 1000.0
+        centre = j[9].copy()  # middle MCP
+        v, j = (v - centre) * scale, (j - centre) * scale
+        z = rng.uniform(*z_range)
+        # keep the whole hand in the image: offset by at most ~30 % of the half field of view
+        x = rng.uniform(-0.3, 0.3) * z * (w / 2) / self.K[0, 0]
+        y = rng.uniform(-0.2, 0.2) * z * (h / 2) / self.K[1, 1]
+        t = np.array([x, y, z])
+        v, j = v + t, j + t
+        rgb, depth, mask = self.renderer.render(v, self.faces, self.K)
+        # a textured wall 0.3-0.8 m behind the hand, slightly slanted
+        zb = z + rng.uniform(0.3, 0.8)
+        uu, vv = np.meshgrid(np.arange(w), np.arange(h))
+        background = zb + 0.0002 * (uu - w / 2) * rng.uniform(-1, 1) + 0.0002 * (vv - h / 2) * rng.uniform(-1, 1)
+        wall = (90 + 40 * np.sin(uu / 17.0) * np.cos(vv / 23.0) + rng.normal(0, 6, (h, w))).clip(0, 255)
+        rgb = np.where(mask[:, :, None], rgb, np.stack([wall * 0.9, wall, wall * 1.1], -1).clip(0, 255).astype(np.uint8))
+        depth_mm = structured_light_depth(depth, mask, background, rng, self.K[0, 0])
+        return RenderedHand(rgb.astype(np.uint8), depth_mm, np.where(mask, depth, background).astype(np.float32),
+                            mask, j, self.K.copy(), scale)
+
+    def close(self) -> None:
+        self.renderer.release()
