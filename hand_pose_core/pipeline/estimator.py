@@ -253,6 +253,12 @@ class HandPoseEstimator:
         self._tracks: list[_Track] = []
         self.last_timings_ms: dict[str, float] = {}
 
+    @property
+    def lifter(self):
+        """The trained model's :class:`~.lifters.Lifter` (None with ``model='mediapipe'``); its
+        attributes (e.g. a sampling model's number of hypotheses) can be changed here."""
+        return self._lifter
+
     def reset(self) -> None:
         """Forget tracked hands (call between unrelated videos)."""
         self._tracks = []
