@@ -3,6 +3,7 @@
     hand-pose weights [--source PATH] [--offline] [--variant full|lite|all] [--force]
     hand-pose predict IMAGE... [--K fx,fy,cx,cy] [--json OUT] [--overlay DIR]
     hand-pose run VIDEO|DIR [--output results.jsonl] [--overlay out.mp4] [--K fx,fy,cx,cy]
+    hand-pose bench [networks|pipeline|fit|transport] [--backends ...] [--batch 1,8,32] [--device cpu|cuda]
 """
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
         from hand_pose_core.weights import weights_command
 
         return weights_command(argv[1:])
+    if argv and argv[0] == "bench":
+        from hand_pose_core.bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -37,6 +42,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hand-pose", description="Monocular RGB 3D hand pose.")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("weights", help="download/convert the pretrained networks (see `hand-pose weights --help`)")
+    sub.add_parser("bench", help="benchmarks: networks, pipeline vs MediaPipe, MANO fit, ROS transport "
+                                 "(see `hand-pose bench --help`)")
 
     predict = sub.add_parser("predict", help="estimate hands in still images")
     predict.add_argument("images", nargs="+", type=Path)
@@ -58,7 +65,8 @@ def _build_parser() -> argparse.ArgumentParser:
 def _add_estimator_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--K", dest="K", help="intrinsics fx,fy,cx,cy in pixels (default: uncalibrated guess)")
     p.add_argument("--max-hands", type=int, default=2)
-    p.add_argument("--backend", default="onnxruntime", choices=["torch", "onnxruntime", "tensorrt"])
+    p.add_argument("--backend", default="auto", choices=["auto", "litert", "onnxruntime", "torch", "tensorrt"],
+                   help="auto: litert on the CPU when installed (fastest measured), else onnxruntime; torch on CUDA")
     p.add_argument("--device", default="cpu")
     p.add_argument("--variant", default="full", choices=["full", "lite"])
     p.add_argument("--mirrored", action="store_true", help="images are mirrored (selfie view)")

@@ -29,6 +29,7 @@ from .landmarks import crop_to_image_landmarks, is_present, rotate_world_to_imag
 from .palm_decoding import decode_palm_detections, unletterbox_detections
 from .roi import Roi, crop_roi, landmarks_to_roi, letterbox, palm_to_roi
 from .anchors import PALM_INPUT_SIZE_PX
+from .threads import SingleThreadBlas
 
 # a new detection whose ROI overlaps a tracked hand's ROI this much is that hand
 TRACK_DEDUP_IOU = 0.5
@@ -51,34 +52,6 @@ def _create_runner(model: str, backend: str, variant: str, device: str, precisio
 
     return create_runner(model, backend=backend, variant=variant, device=device,
                          precision=precision)
-
-
-class _SingleThreadBlas:
-    """Context manager running numpy/scipy BLAS single-threaded (threadpoolctl), restoring after.
-
-    The MANO fit multiplies many tiny matrices; multi-threaded OpenBLAS spends far longer waking
-    and synchronising its threads than computing, and its threads fight the network runtime's.
-    Measured on the 2-core CI machine under load (60 static 640x480 frames, cProfile): the fit's
-    normal equations took 13 ms per call with OpenBLAS's default threads and 0.4 ms with one.
-    Without threadpoolctl this does nothing.
-    """
-
-    _controller = None
-
-    def __enter__(self):
-        try:
-            if _SingleThreadBlas._controller is None:
-                from threadpoolctl import ThreadpoolController
-
-                _SingleThreadBlas._controller = ThreadpoolController()
-            self._limit = _SingleThreadBlas._controller.limit(limits=1, user_api="blas")
-        except ImportError:
-            self._limit = None
-        return self
-
-    def __exit__(self, *exc):
-        if self._limit is not None:
-            self._limit.restore_original_limits()
 
 
 def validate_image(image_rgb) -> np.ndarray:
@@ -138,9 +111,11 @@ class HandPoseEstimator:
 
     Args:
         max_hands: most hands returned per image.
-        backend, device, precision, variant: inference backend ('torch' | 'onnxruntime' |
-            'tensorrt'), device ('cpu' | 'cuda' | 'auto'), 'fp32' | 'fp16', model variant
-            ('full' | 'lite').
+        backend, device, precision, variant: inference backend ('auto' | 'litert' |
+            'onnxruntime' | 'torch' | 'tensorrt'), device ('cpu' | 'cuda' | 'auto'),
+            'fp32' | 'fp16', model variant ('full' | 'lite'). 'auto' (default) picks the fastest
+            measured backend available: 'litert' (MediaPipe's .tflite networks in XNNPACK) on the
+            CPU, else 'onnxruntime'; 'torch' on CUDA (docs/benchmarks.md).
         min_detection_score: palm detector threshold; nms_iou: weighted-NMS IoU.
         min_presence_score: landmark presence threshold (below it the hand is dropped/lost).
         mirrored: the images are mirrored (selfie view); swaps the reported side.
@@ -168,7 +143,7 @@ class HandPoseEstimator:
     mano, total (a skipped stage is 0).
     """
 
-    def __init__(self, max_hands: int = 2, backend: str = "onnxruntime", device: str = "cpu",
+    def __init__(self, max_hands: int = 2, backend: str = "auto", device: str = "cpu",
                  precision: str = "fp32", variant: str = "full", min_detection_score: float = 0.5,
                  min_presence_score: float = 0.5, nms_iou: float = 0.3, mirrored: bool = False,
                  tracking: bool = True, smoothing: bool = False, smoothing_min_cutoff: float = 1.0,
@@ -208,6 +183,10 @@ class HandPoseEstimator:
 
             OneEuroFilter(self.smoothing_min_cutoff, self.smoothing_beta)
 
+        from ..backends import resolve_auto_backend
+
+        self.backend = resolve_auto_backend(device) if backend == "auto" else backend
+        backend = self.backend
         self._palm = _create_runner("palm", backend, variant, device, precision)
         self._landmark = _create_runner("landmark", backend, variant, device, precision)
         # landmark network for the first, framing-only pass over new palm crops (refined after)
@@ -303,7 +282,7 @@ class HandPoseEstimator:
             sides = [side_from_handedness(c.p_right, self.mirrored)[0] for c, *_ in placed]
             init = [c.mano_init if (self.tracking and c.mano_side == side) else None
                     for (c, *_), side in zip(placed, sides)]
-            with _SingleThreadBlas():
+            with SingleThreadBlas():
                 fits = self._fitter.fit(
                     np.stack([p[4].joints_cam_m for p in placed]), np.stack([p[2] for p in placed]),
                     K, sides=sides, init=init, with_vertices=self.with_mesh)
