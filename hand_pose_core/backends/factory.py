@@ -57,7 +57,7 @@ def create_runner_for_module(
             ``platformdirs.user_cache_dir('hand_pose_ros')``).
         name: short id used in file names and ``runner.name`` (default: the module's class name).
         output_names: names for the flattened outputs (default: NamedTuple fields or output_<i>).
-        **options: backend-specific: ``threads`` (onnxruntime, default 2), ``spin`` (onnxruntime thread busy-wait, default off); ``max_batch``,
+        **options: backend-specific: ``cuda_graphs`` (torch on CUDA), ``threads`` (onnxruntime, default 2), ``spin`` (onnxruntime thread busy-wait, default off); ``max_batch``,
             ``opt_batch``, ``workspace_bytes`` (tensorrt).
     """
     backend = check_choice("backend", backend, BACKENDS)
@@ -70,7 +70,7 @@ def create_runner_for_module(
         raise ValueError(f"example_shape must be [B, C, H, W] with positive sizes, got {tuple(example_shape)}")
     name = name or type(module).__name__
     names = tuple(output_names) if output_names is not None else None
-    allowed = {"torch": set(), "onnxruntime": {"threads", "spin"}, "tensorrt": {"max_batch", "opt_batch", "workspace_bytes"}}
+    allowed = {"torch": {"cuda_graphs"}, "onnxruntime": {"threads", "spin"}, "tensorrt": {"max_batch", "opt_batch", "workspace_bytes"}}
     unknown = set(options) - allowed[backend]
     if unknown:
         raise ValueError(f"unknown option(s) {sorted(unknown)} for backend {backend!r}; "
@@ -78,7 +78,8 @@ def create_runner_for_module(
     if backend == "torch":
         from .torch_runner import TorchRunner
 
-        return TorchRunner(module, shape, device=device, precision=precision, name=name, output_names=names)
+        return TorchRunner(module, shape, device=device, precision=precision, name=name, output_names=names,
+                           **options)
     if backend == "onnxruntime":
         from .onnxruntime_runner import OnnxRuntimeRunner
 

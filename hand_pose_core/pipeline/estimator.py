@@ -50,8 +50,27 @@ REFINE_ROT_RAD = 0.10
 def _create_runner(model: str, backend: str, variant: str, device: str, precision: str):
     from ..backends import create_runner
 
+    options = {}
+    if backend == "torch" and str(device).startswith("cuda"):
+        options["cuda_graphs"] = True  # fixed-shape networks: replay captured graphs
     return create_runner(model, backend=backend, variant=variant, device=device,
-                         precision=precision)
+                         precision=precision, **options)
+
+
+def _run_network(runner, x) -> tuple[np.ndarray, ...]:
+    """Run ``runner`` on a numpy batch, or on a torch batch (GPU pre-processing): on the
+    runner's own device when it takes tensors (torch, tensorrt), else via the host."""
+    if isinstance(x, np.ndarray):
+        return runner(x)
+    if hasattr(runner, "run_torch"):
+        return tuple(o.float().cpu().numpy() for o in runner.run_torch(x))
+    return runner(x.cpu().numpy())
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def validate_image(image_rgb) -> np.ndarray:
@@ -133,6 +152,10 @@ class HandPoseEstimator:
             palm crops when ``refine_passes`` >= 1; None uses ``variant``. 'lite' saves ~1/3 of
             that pass but was measured worse on the shared video (static median 1.90 vs
             1.66 px), so it is off by default (docs/benchmarks.md).
+        preprocess: 'numpy' (OpenCV on the host), 'torch' (letterbox, ROI crops and
+            normalisation in torch on the network's device, the frame uploaded once through a
+            pinned buffer: :mod:`.torch_preprocess`) or 'auto' (torch for the torch and
+            tensorrt backends on CUDA, else numpy).
 
     ``__call__`` returns :class:`~hand_pose_core.types.Hand` objects, highest presence first.
     ``joints_2d`` use the OpenCV/ROS pixel convention (pixel centres at integer coordinates).
@@ -149,7 +172,7 @@ class HandPoseEstimator:
                  tracking: bool = True, smoothing: bool = False, smoothing_min_cutoff: float = 1.0,
                  smoothing_beta: float = 10.0, fit_mano: bool = True, with_mesh: bool = True,
                  mano_root: str | None = None, refine_passes: int = 1,
-                 coarse_variant: str | None = None) -> None:
+                 coarse_variant: str | None = None, preprocess: str = "auto") -> None:
         if (not isinstance(max_hands, (int, np.integer)) or isinstance(max_hands, bool)
                 or max_hands < 1):
             raise ValueError(f"max_hands must be a positive integer, got {max_hands!r}")
@@ -187,6 +210,19 @@ class HandPoseEstimator:
 
         self.backend = resolve_auto_backend(device) if backend == "auto" else backend
         backend = self.backend
+        if preprocess not in ("auto", "numpy", "torch"):
+            raise ValueError(f"unknown preprocess {preprocess!r}; choose 'auto', 'numpy' or 'torch'")
+        on_cuda = str(device).startswith("cuda") or (device == "auto" and backend in ("torch", "tensorrt")
+                                                      and _cuda_available())
+        if preprocess == "auto":
+            preprocess = "torch" if on_cuda and backend in ("torch", "tensorrt") else "numpy"
+        self.preprocess = preprocess
+        self._uploader = None
+        if preprocess == "torch":
+            from .torch_preprocess import PinnedUploader
+
+            self._uploader = PinnedUploader(("cuda" if device == "auto" else device) if on_cuda else "cpu")
+        self._frame_t = None  # the current frame on the pre-processing device (torch path)
         self._palm = _create_runner("palm", backend, variant, device, precision)
         self._landmark = _create_runner("landmark", backend, variant, device, precision)
         # landmark network for the first, framing-only pass over new palm crops (refined after)
@@ -209,15 +245,26 @@ class HandPoseEstimator:
     # -- stages ------------------------------------------------------------------------
     def detect_palms(self, image_rgb: np.ndarray) -> list[tuple[float, Roi]]:
         """Palm detector on the whole image -> [(score, hand ROI)], best first."""
-        x, m = letterbox(image_rgb, PALM_INPUT_SIZE_PX)
-        boxes, logits = self._palm(_to_batch([x]))[:2]
+        if self._frame_t is not None:
+            from .torch_preprocess import letterbox_torch
+
+            x, m = letterbox_torch(self._frame_t, PALM_INPUT_SIZE_PX)
+        else:
+            img, m = letterbox(image_rgb, PALM_INPUT_SIZE_PX)
+            x = _to_batch([img])
+        boxes, logits = _run_network(self._palm, x)[:2]
         dets = decode_palm_detections(boxes[0], logits[0], self.min_detection_score, self.nms_iou)
         dets = unletterbox_detections(dets, m)
         return [(d.score, palm_to_roi(d.box_px, d.keypoints_px)) for d in dets]
 
     def _landmarks(self, image_rgb: np.ndarray, rois: list[Roi], runner=None):
-        crops = [crop_roi(image_rgb, r)[0] for r in rois]
-        lm, presence, p_right, world = (runner or self._landmark)(_to_batch(crops))[:4]
+        if self._frame_t is not None:
+            from .torch_preprocess import crop_rois_torch
+
+            x = crop_rois_torch(self._frame_t, rois)
+        else:
+            x = _to_batch([crop_roi(image_rgb, r)[0] for r in rois])
+        lm, presence, p_right, world = _run_network(runner or self._landmark, x)[:4]
         return (np.asarray(lm).reshape(len(rois), 21, 3), np.asarray(presence).reshape(-1),
                 np.asarray(p_right).reshape(-1), np.asarray(world).reshape(len(rois), 21, 3))
 
@@ -237,8 +284,14 @@ class HandPoseEstimator:
         h, w = image_rgb.shape[:2]
         K, calibrated = resolve_intrinsics(K, w, h)
         t_s = time.monotonic() if timestamp_s is None else float(timestamp_s)
-        timings = {"palm": 0.0, "landmark": 0.0, "metric3d": 0.0, "mano": 0.0}
+        self._frame_t = self._uploader.upload(image_rgb) if self._uploader is not None else None
+        try:
+            return self._estimate(image_rgb, K, calibrated, t_s, t_start)
+        finally:
+            self._frame_t = None
 
+    def _estimate(self, image_rgb, K, calibrated, t_s, t_start) -> list[Hand]:
+        timings = {"palm": 0.0, "landmark": 0.0, "metric3d": 0.0, "mano": 0.0}
         tracks = self._tracks if self.tracking else []
         candidates: list[_Track] = list(tracks)
         if len(tracks) < self.max_hands:
