@@ -22,9 +22,9 @@ def _image(h=240, w=320, seed=0):
 def _compare(ours: torch.Tensor, ref_uint8_batch: list[np.ndarray]):
     ref = _to_batch(ref_uint8_batch)
     diff = np.abs(ours.numpy() - ref) * 255.0
-    # OpenCV: 1/32-px weights, uint8 rounding -> about one grey level
-    assert diff.mean() < 0.6, diff.mean()
-    assert diff.max() <= 3.0, diff.max()
+    # both quantise positions to 1/32 px and round to uint8: a grey level here and there
+    assert diff.mean() < 0.25, diff.mean()
+    assert diff.max() <= 1.0 + 1e-3, diff.max()
 
 
 @pytest.mark.parametrize("shape", [(240, 320), (480, 640), (300, 200)])
@@ -60,3 +60,42 @@ def test_pinned_upload_on_cuda_matches_cpu():
     for _ in range(2):  # second call reuses the pinned buffer
         t = up.upload(img)
     np.testing.assert_allclose(t.cpu().numpy(), PinnedUploader("cpu").upload(img).numpy(), atol=1e-7)
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_estimator_with_torch_preprocessing_matches_numpy(backend):
+    """The GPU path's pre-processing wired into the estimator (run on the CPU device): same
+    hands as the OpenCV path on real frames, median joint within 0.5 px (2D) and 1 mm (3D)."""
+    from hand_pose_core.bench import data
+    from hand_pose_core.pipeline.estimator import HandPoseEstimator
+
+    try:
+        native, _, _ = data.load_native(limit=8)
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    frames = native[::2]
+    kw = dict(max_hands=1, backend=backend, tracking=True)
+    ref = HandPoseEstimator(preprocess="numpy", **kw)
+    ours = HandPoseEstimator(preprocess="torch", **kw)
+    assert ours.preprocess == "torch" and ref.preprocess == "numpy"
+    e2d, e3d = [], []
+    for i, f in enumerate(frames):
+        a, b = ref(f, timestamp_s=i / 25), ours(f, timestamp_s=i / 25)
+        assert len(a) == len(b) == 1
+        e2d.append(np.linalg.norm(a[0].joints_2d - b[0].joints_2d, axis=1))
+        e3d.append(np.linalg.norm(a[0].joints_3d - b[0].joints_3d, axis=1))
+    # a grey level at a few crop pixels moves ambiguous joints (a fingertip) by up to a few
+    # px on single frames (measured); the typical joint must stay put
+    assert np.median(np.concatenate(e2d)) < 0.5
+    assert np.median(np.concatenate(e3d)) < 1e-3
+
+
+def test_bad_preprocess_and_cpu_cuda_graphs_are_refused():
+    from hand_pose_core.backends import create_runner
+    from hand_pose_core.pipeline.estimator import HandPoseEstimator
+
+    with pytest.raises(ValueError, match="preprocess"):
+        HandPoseEstimator(preprocess="gpu", fit_mano=False, with_mesh=False)
+    with pytest.raises(ValueError, match="CUDA graphs"):
+        create_runner("landmark", backend="torch", device="cpu", cuda_graphs=True)

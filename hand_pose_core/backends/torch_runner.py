@@ -36,6 +36,11 @@ class TorchRunner(Runner):
         if cuda_graphs and not self.device.startswith("cuda"):
             raise ValueError("cuda_graphs=True needs a CUDA device (device='cuda'); CUDA graphs do not exist on the CPU")
         self.cuda_graphs = bool(cuda_graphs)
+        if self.device.startswith("cuda") and precision == "fp32":
+            # fp32 means fp32: TF32 convolutions/matmuls (torch's default for cuDNN) are ~1e-3
+            # relative, enough to move landmarks (process-wide setting)
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         self._graphs: dict[int, tuple] = {}
         if precision == "fp16" and not self.device.startswith("cuda"):
             raise ValueError(

@@ -6,8 +6,9 @@ On a GPU the frame is copied once per call from a reusable pinned host buffer
 (:class:`PinnedUploader`, asynchronous copy), and every crop of the frame is sampled on the GPU
 in one ``grid_sample`` call, so only the network outputs come back to the host. The same code
 runs on the CPU device, which is how it is tested against OpenCV where no GPU exists
-(tests/test_torch_preprocess.py): OpenCV's bilinear weights are quantised to 1/32 px and its
-output rounded to uint8, so the two agree to about one grey level, not bit for bit.
+(tests/test_torch_preprocess.py). OpenCV's source positions are quantised to 1/32 px and its
+output rounded to uint8; this code does the same (without the rounding, float crops moved a
+fingertip by 4.6 px on a real frame), leaving differences of one grey level at a few pixels.
 
 Sampling conventions (see :func:`.roi.crop_roi` and :func:`.roi.letterbox`):
 * crops: destination pixel index j reads the image at index ``a(j) + 0.5`` where ``a`` is
@@ -57,12 +58,16 @@ def _sample(image_chw: torch.Tensor, idx_maps: torch.Tensor, size: int, padding_
     gy, gx = torch.meshgrid(j, j, indexing="ij")
     dst = torch.stack([gx, gy, torch.ones_like(gx)], -1)  # [S, S, 3]
     src = torch.einsum("nij,yxj->nyxi", idx_maps.to(dev, dt), dst)  # [N, S, S, 2] (x, y) indices
+    # as OpenCV: source positions in 1/32 px (INTER_BITS=5), result rounded to uint8 levels
+    # below; the networks react to single grey levels on ambiguous fingertips
+    src = torch.round(src * 32.0) / 32.0
     # align_corners=True: -1 and +1 are the centres of the first and last pixel (index 0, W-1)
     scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=dev, dtype=dt)
     grid = (src * scale - 1.0).to(image_chw.dtype)
     n = idx_maps.shape[0]
-    return F.grid_sample(image_chw.unsqueeze(0).expand(n, -1, -1, -1), grid, mode="bilinear",
-                         padding_mode=padding_mode, align_corners=True)
+    out = F.grid_sample(image_chw.unsqueeze(0).expand(n, -1, -1, -1), grid, mode="bilinear",
+                        padding_mode=padding_mode, align_corners=True)
+    return out.mul_(255.0).round_().mul_(1.0 / 255.0)
 
 
 def letterbox_torch(image_chw: torch.Tensor, size_px: int) -> tuple[torch.Tensor, np.ndarray]:
