@@ -6,6 +6,7 @@
     hand-pose synth --out DIR --count N [--workers 2] [--seed 0] [--depth] [--backgrounds DIR]
     hand-pose pseudo-label VIDEO|DIR|BAG --out DIR [--K fx,fy,cx,cy]
     hand-pose adapt VIDEO|DIR|BAG --out MODEL.safetensors [--init MODEL] [--steps N] [--K fx,fy,cx,cy] [--set KEY=VALUE ...]
+    hand-pose bench [networks|pipeline|fit|transport] [--backends ...] [--batch 1,8,32] [--device cpu|cuda]
 """
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         from hand_pose_core.weights import weights_command
 
         return weights_command(argv[1:])
+    if argv and argv[0] == "bench":
+        from hand_pose_core.bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -40,6 +45,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hand-pose", description="Monocular RGB 3D hand pose.")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("weights", help="download/convert the pretrained networks (see `hand-pose weights --help`)")
+    sub.add_parser("bench", help="benchmarks: networks, pipeline vs MediaPipe, MANO fit, ROS transport "
+                                 "(see `hand-pose bench --help`)")
 
     predict = sub.add_parser("predict", help="estimate hands in still images")
     predict.add_argument("images", nargs="+", type=Path)
@@ -63,7 +70,8 @@ def _build_parser() -> argparse.ArgumentParser:
 def _add_estimator_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--K", dest="K", help="intrinsics fx,fy,cx,cy in pixels (default: uncalibrated guess)")
     p.add_argument("--max-hands", type=int, default=2)
-    p.add_argument("--backend", default="onnxruntime", choices=["torch", "onnxruntime", "tensorrt"])
+    p.add_argument("--backend", default="auto", choices=["auto", "litert", "onnxruntime", "torch", "tensorrt"],
+                   help="auto: litert on the CPU when installed (fastest measured), else onnxruntime; torch on CUDA")
     p.add_argument("--device", default="cpu")
     p.add_argument("--variant", default="full", choices=["full", "lite"])
     p.add_argument("--mirrored", action="store_true", help="images are mirrored (selfie view)")
