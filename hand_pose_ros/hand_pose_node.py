@@ -32,6 +32,7 @@ from hand_pose_ros.image_conv import (ImageFormatError, compressed_msg_to_rgb, d
                                       rgb_to_image_msg)
 from hand_pose_ros.latest_slot import LatestSlot, StampedBuffer
 from hand_pose_ros.params import ESTIMATOR_ARGS, PARAMS, PARAMS_BY_NAME, check_value
+from hand_pose_ros.shutdown import SigintGuard
 
 OUTPUT_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
 # Latency samples (stamp -> publish) outside this range say that the stamp is not from this
@@ -399,11 +400,15 @@ class HandPoseNode(Node):
         cam.stats.record_frame(len(hands), latency_ms, estimator_s * 1e3, (f.prepare_s + t3 - t2) * 1e3)
 
     def close(self) -> None:
+        """Stop the worker and wait for it: it must not be inside the estimator (onnxruntime/torch
+        threads) or a publish when rclpy shuts down and the interpreter exits."""
         self._closed = True
         for cam in self.cameras:
             cam.slot.close()
         self._frame_ready.set()
-        self._worker.join(timeout=5.0)
+        self._worker.join(timeout=10.0)
+        if self._worker.is_alive():
+            self.get_logger().warning("the worker thread did not stop within 10 s")
 
 
 @dataclass
@@ -498,6 +503,9 @@ def main(args=None) -> int:
     if help_requested(args):  # print usage and exit instead of starting to publish
         print(node_usage())
         return 0
+    # Only the first SIGINT interrupts; repeated ones (terminal + launch) cannot break the
+    # clean-up below (hand_pose_ros.shutdown). Installed before rclpy.init: rclpy chains to it.
+    sigint = SigintGuard().install()
     rclpy.init(args=args)
     node = None
     try:
@@ -510,10 +518,12 @@ def main(args=None) -> int:
         rclpy.logging.get_logger("hand_pose_node").fatal(f"hand_pose_node failed to start: {e}")
         return 1
     finally:
+        sigint.begin_shutdown()
         if node is not None:
             node.close()
             node.destroy_node()
         rclpy.try_shutdown()
+        sigint.finish()
     return 0
 
 

@@ -21,6 +21,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from hand_pose_core.camera import InvalidIntrinsicsError, K_from_fxfycxcy, default_intrinsics, validate_intrinsics
 from hand_pose_ros.replay_sources import open_source
+from hand_pose_ros.shutdown import SigintGuard
 
 _PARAMS = (
     ("source", "builtin", "video file, image folder, image file or ROS 2 bag; 'builtin' or empty: the built-in sample photo"),
@@ -188,7 +189,7 @@ class ReplayNode(Node):
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2.0)
+        self._thread.join(timeout=5.0)
 
 
 def main(args=None) -> int:
@@ -201,6 +202,7 @@ def main(args=None) -> int:
             ("depth (out)", "sensor_msgs/Image 16UC1/32FC1, a bag's aligned depth with its colour image's stamp"),
         ], _PARAMS))
         return 0
+    sigint = SigintGuard().install()  # repeated SIGINT cannot break the clean-up (see shutdown.py)
     rclpy.init(args=args)
     node = None
     try:
@@ -215,10 +217,12 @@ def main(args=None) -> int:
         rclpy.logging.get_logger("hand_pose_replay").fatal(f"hand_pose_replay failed to start: {e}")
         return 1
     finally:
+        sigint.begin_shutdown()
         if node is not None:
             node.close()
             node.destroy_node()
         rclpy.try_shutdown()
+        sigint.finish()
     return 0
 
 

@@ -33,10 +33,12 @@ class _LockstepBatcher:
     def wrap(self, runner) -> "_BatchedRunner":
         return _BatchedRunner(self, runner)
 
-    def submit(self, runner, x: np.ndarray):
+    def submit(self, runner, x, on_device: bool = False):
+        """``x``: a numpy batch (``runner(x)``), or with ``on_device`` a torch batch for
+        ``runner.run_torch`` (GPU pre-processing); each kind is batched separately."""
         with self._cond:
             entry = {"x": x, "out": None, "err": None, "done": False}
-            self._queues.setdefault(id(runner), (runner, []))[1].append(entry)
+            self._queues.setdefault((id(runner), on_device), (runner, on_device, []))[2].append(entry)
             self._blocked += 1
             self._flush_if_all_blocked()
             while not entry["done"]:
@@ -58,16 +60,21 @@ class _LockstepBatcher:
         if self._blocked == 0 or self._blocked < self._running:
             return
         queues, self._queues, self._blocked = self._queues, {}, 0
-        for runner, entries in queues.values():
+        for runner, on_device, entries in queues.values():
             sizes = [len(e["x"]) for e in entries]
             try:
-                outs = runner(np.concatenate([e["x"] for e in entries]))
+                if on_device:
+                    import torch
+
+                    outs = runner.run_torch(torch.cat([e["x"] for e in entries]))
+                else:
+                    outs = runner(np.concatenate([e["x"] for e in entries]))
                 name = getattr(runner, "name", type(runner).__name__)
                 self.calls[name] = self.calls.get(name, 0) + 1
                 self.batch_sizes.append(sum(sizes))
                 start = 0
                 for e, n in zip(entries, sizes):
-                    e["out"] = tuple(np.asarray(o)[start:start + n] for o in outs)
+                    e["out"] = tuple((o if on_device else np.asarray(o))[start:start + n] for o in outs)
                     start += n
             except Exception as err:  # every waiting stream sees the network's error
                 for e in entries:
@@ -78,9 +85,13 @@ class _LockstepBatcher:
 
 
 class _BatchedRunner:
+    """Stands in for a runner in a stream's estimator view; calls go through the batcher."""
+
     def __init__(self, batcher: _LockstepBatcher, runner) -> None:
         self._batcher, self._runner = batcher, runner
         self.name = getattr(runner, "name", type(runner).__name__)
+        if hasattr(runner, "run_torch"):  # torch batches from GPU pre-processing stay on the device
+            self.run_torch = lambda x: self._batcher.submit(self._runner, x, on_device=True)
 
     def __call__(self, x):
         return self._batcher.submit(self._runner, np.asarray(x))
