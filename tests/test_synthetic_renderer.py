@@ -196,3 +196,33 @@ def test_forked_child_refuses_the_parents_context(renderer):
     got = os.read(r, 100)
     os.waitpid(pid, 0)
     assert got == b"refused"
+
+
+def test_render_batch_equals_single_renders(renderer):
+    verts, faces = _hand()
+    batch = np.stack([verts, verts + [0.02, 0.0, 0.1]])
+    Ks = np.stack([K, K * [[1.1], [1.1], [1]]])
+    out = renderer.render_batch(batch, faces, Ks)
+    assert out.rgb.shape == (2, H, W, 3) and out.mask.shape == (2, H, W) and out.depth_m.shape == (2, H, W)
+    for b in range(2):
+        one = renderer.render(batch[b], faces, Ks[b])
+        np.testing.assert_array_equal(out.mask[b], one.mask)
+        np.testing.assert_array_equal(out.depth_m[b], one.depth_m)
+    assert out.mask[0].sum() > 500 and out.mask[0].sum() != out.mask[1].sum()
+    with pytest.raises(RendererError, match="K must be"):
+        renderer.render_batch(batch, faces, np.stack([K] * 3))
+
+
+def test_two_renderers_in_one_process_do_not_mix(renderer):
+    """Each render makes its own context current (a second context must not steal the draws)."""
+    verts, faces = _hand()
+    first = renderer.render(verts, faces, K)
+    other = Renderer(64, 48)
+    small = other.render(verts, faces, K * [[0.4], [0.4], [1]])
+    again = renderer.render(verts, faces, K)  # the fixture's context, after another was created
+    np.testing.assert_array_equal(again.mask, first.mask)
+    np.testing.assert_array_equal(again.depth_m, first.depth_m)
+    assert small.mask.shape == (48, 64) and small.mask.sum() > 50
+    np.testing.assert_array_equal(other.render(verts, faces, K * [[0.4], [0.4], [1]]).mask, small.mask)
+    other.release()
+    np.testing.assert_array_equal(renderer.render(verts, faces, K).mask, first.mask)
