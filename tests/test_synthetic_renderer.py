@@ -226,3 +226,14 @@ def test_two_renderers_in_one_process_do_not_mix(renderer):
     np.testing.assert_array_equal(other.render(verts, faces, K * [[0.4], [0.4], [1]]).mask, small.mask)
     other.release()
     np.testing.assert_array_equal(renderer.render(verts, faces, K).mask, first.mask)
+
+
+def test_threads_share_one_renderer(renderer):
+    from concurrent.futures import ThreadPoolExecutor
+
+    verts, faces = _hand()
+    expected = renderer.render(verts, faces, K).mask
+    with ThreadPoolExecutor(3) as pool:
+        masks = list(pool.map(lambda _: renderer.render(verts, faces, K).mask, range(6)))
+    for m in masks:
+        np.testing.assert_array_equal(m, expected)

@@ -27,7 +27,8 @@ first render (the synthetic-data writer and dataset do) to rasterise in the call
 which costs the least CPU in total (~2.6 ms vs ~3.1 ms per 256x256 hand here).
 
 Several renderers (e.g. different image sizes) may live in one process: each call makes its
-own context current and restores the previous one.
+own context current and restores the previous one. Calls on one renderer from several threads
+are serialised by a lock (e.g. ROS callbacks in a multi-threaded executor).
 
 Processes: an EGL context must be created in the process that uses it. Never fork (e.g. a
 ``DataLoader`` worker with the default 'fork' start method) after a context exists: that hung
@@ -45,6 +46,7 @@ Example::
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -201,6 +203,7 @@ class Renderer:
         if int(width) <= 0 or int(height) <= 0:
             raise RendererError(f"image size must be positive, got {width}x{height}")
         self.width, self.height = int(width), int(height)
+        self._lock = threading.Lock()  # one render at a time (an EGL context is current in one thread)
         self._ctx = None
         self._pid = None
         self._vbo_bytes = 0
@@ -309,9 +312,10 @@ class Renderer:
         Returns :class:`RenderResult` (rgb uint8 (H,W,3), mask uint8 (H,W), depth_m float32 (H,W)).
         """
         verts, faces, K = _check_inputs(verts_cam_m, faces, K, self.width, self.height)
-        self._ensure_context()
-        with self._ctx:  # make OUR context current: a process may hold several renderers
-            return self._render_current(verts, faces, K, vertex_colors, light, background, normals)
+        with self._lock:
+            self._ensure_context()
+            with self._ctx:  # make OUR context current: a process may hold several renderers
+                return self._render_current(verts, faces, K, vertex_colors, light, background, normals)
 
     def _render_current(self, verts, faces, K, vertex_colors, light, background, normals) -> RenderResult:
         light = light or Light()
