@@ -237,3 +237,28 @@ def test_threads_share_one_renderer(renderer):
         masks = list(pool.map(lambda _: renderer.render(verts, faces, K).mask, range(6)))
     for m in masks:
         np.testing.assert_array_equal(m, expected)
+
+
+def _child_renders(conn):
+    verts, faces = _quad_at(10.5, 20.5, 30.5, 40.5, z=2.0)
+    conn.send(int(Renderer(W, H).render(verts, faces, K).mask.sum()))
+    conn.close()
+
+
+def test_fork_after_rendering_works_without_llvmpipe_threads(renderer):
+    """The parent has rendered (a context exists); forked children make their own renderer."""
+    import multiprocessing as mp
+
+    assert os.environ.get("LP_NUM_THREADS") == "0"  # set by the renderer before its context
+    verts, faces = _quad_at(10.5, 20.5, 30.5, 40.5, z=2.0)
+    assert renderer.render(verts, faces, K).mask.sum() == 100
+    ctx = mp.get_context("fork")
+    for _ in range(2):
+        parent, child = ctx.Pipe()
+        p = ctx.Process(target=_child_renders, args=(child,))
+        p.start()
+        p.join(timeout=60)
+        if p.is_alive():  # a hang is a failure, not a stuck test run
+            p.kill()
+            pytest.fail("forked child hung while rendering")
+        assert p.exitcode == 0 and parent.recv() == 100

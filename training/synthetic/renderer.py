@@ -21,20 +21,25 @@ Conventions
 * Triangles are drawn two-sided (no culling; shading flips normals that face away), so
   meshes with holes (MANO's open wrist) and either winding render correctly.
 
-Speed: Mesa's software rasteriser (llvmpipe) starts one thread per core by default; in a
-process pool (one renderer per process) set ``LP_NUM_THREADS=0`` in the worker before the
-first render (the synthetic-data writer and dataset do) to rasterise in the calling thread,
-which costs the least CPU in total (~2.6 ms vs ~3.1 ms per 256x256 hand here).
+Threads of the software rasteriser: Mesa's llvmpipe starts one rasteriser thread per core
+unless ``LP_NUM_THREADS`` says otherwise. Before creating its first context the renderer sets
+``LP_NUM_THREADS=0`` (rasterise in the calling thread) when the variable is not set already,
+for two measured reasons: (1) forking after a context exists hung every time with the default
+threads (children that then rendered never returned, 3/3 runs here) and worked every time with
+``LP_NUM_THREADS=0`` (3 runs x 3 children), so ``DataLoader`` workers with the default 'fork'
+start method work even when the parent rendered first; (2) in a pool of processes it costs the
+least CPU in total (~2.6 vs ~3.1 ms per 256x256 hand). Set ``LP_NUM_THREADS`` yourself (before
+the first render) to choose otherwise, e.g. for large images in a single process; then use
+'spawn' or 'forkserver' workers.
 
 Several renderers (e.g. different image sizes) may live in one process: each call makes its
 own context current and restores the previous one. Calls on one renderer from several threads
 are serialised by a lock (e.g. ROS callbacks in a multi-threaded executor).
 
-Processes: an EGL context must be created in the process that uses it. Never fork (e.g. a
-``DataLoader`` worker with the default 'fork' start method) after a context exists: that hung
-in 2 of 2 runs here. :class:`Renderer` creates its context lazily on the first
-:meth:`Renderer.render` call and refuses to be used from a forked child, so build renderers
-inside each worker (or use ``multiprocessing_context='spawn'`` / ``'forkserver'``).
+Processes: an EGL context belongs to the process that created it. :class:`Renderer` creates
+its context lazily on the first :meth:`Renderer.render` call and refuses to be used from a
+forked child (the child makes its own ``Renderer``, as the synthetic dataset does in each
+worker).
 
 Example::
 
@@ -214,14 +219,14 @@ class Renderer:
         if self._ctx is not None:
             if self._pid != os.getpid():
                 raise RendererError(
-                    "this Renderer's EGL context was created in another process (fork after "
-                    "creating a GL context hangs): create the Renderer inside the worker, or "
-                    "use multiprocessing_context='spawn' or 'forkserver'")
+                    "this Renderer's EGL context was created in another process: create a "
+                    "Renderer inside the worker (a forked child cannot use its parent's context)")
             return
         try:
             import moderngl
         except ImportError as err:  # pragma: no cover - dependency is in install_requires
             raise RendererError("moderngl is not installed (pip install moderngl)") from err
+        os.environ.setdefault("LP_NUM_THREADS", "0")  # see "Threads" in the module docstring
         try:
             ctx = moderngl.create_standalone_context(backend="egl")
         except Exception as err:  # moderngl raises plain Exception for EGL failures
