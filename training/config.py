@@ -89,6 +89,8 @@ SCHEMA: dict = {
     "steps": Field(int, None, nullable=True, help="optimizer steps (overrides epochs)"),
     "epochs": Field(int, 1),
     "seed": Field(int, 0),
+    "init": Field(str, None, nullable=True, help="model file whose weights start the run (fine-tuning); "
+                  "not used when resuming"),
     "out": Field(str, None, nullable=True, help="run folder (default runs/<config name>)"),
     "device": Field(str, "auto", choices=("auto", "cpu", "cuda")),
     "sync_batchnorm": Field(bool, False, help="SyncBatchNorm under DDP"),
