@@ -3,10 +3,12 @@ agreement with the reference landmarks of the shared video.
 
 Configurations: single images (tracking off: palm detector + landmarks on every frame) on
 640x480 and 256x256 frames, and video tracking on 640x480 frames; each with the MANO mesh
-(the default) and without. Each repeat times every configuration over the same consecutive
-frames, in a shuffled order, MediaPipe's included (its process stays up between requests), so
-all systems see the same load; the reported p50 is the median over repeats of each repeat's
-median, the p99 is over all frames of all repeats.
+(the default) and without. Interleaved frame by frame: for every frame index, every
+configuration (MediaPipe's included: its process keeps one ``Hands`` per mode and times each
+call alone) processes that frame, in a shuffled order, so load from other processes falls on
+all systems alike; each configuration keeps its own tracking state. A repeat starts every
+configuration fresh (new tracks, a new MediaPipe ``Hands``) after ``warmup`` untimed frames.
+The reported p50 is the median over repeats of each repeat's median; p99 over all frames.
 """
 from __future__ import annotations
 
@@ -48,44 +50,58 @@ def build(backends, device: str, precision: str, frame_sets: dict, mesh_options=
     return configs
 
 
-def _time_ours(cfg: PipeConfig, frames: list[np.ndarray], warmup: int) -> dict[str, list[float]]:
-    from hand_pose_core.pipeline.estimator import HandPoseEstimator
-
-    if cfg.estimator is None:
-        cfg.estimator = HandPoseEstimator(**cfg.kwargs)
+def _step_ours(cfg: PipeConfig, frame: np.ndarray, index: int, rec: dict | None) -> None:
     est = cfg.estimator
-    for i, f in enumerate(frames[:warmup]):
-        est(f, timestamp_s=i / 25.0)
-    est.reset()
-    rec: dict[str, list[float]] = {k: [] for k in (*STAGES, "wall")}
-    for i, f in enumerate(frames):
-        t0 = time.perf_counter()
-        est(f, timestamp_s=i / 25.0)
-        rec["wall"].append((time.perf_counter() - t0) * 1e3)
+    t0 = time.perf_counter()
+    est(frame, timestamp_s=index / 25.0)
+    wall = (time.perf_counter() - t0) * 1e3
+    if rec is not None:
+        rec["wall"].append(wall)
         for k in STAGES:
             rec[k].append(est.last_timings_ms.get(k, 0.0))
-    return rec
 
 
 def run(configs: list[PipeConfig], frame_sets: dict, repeats: int, warmup: int = 5,
         mediapipe=None, seed: int = 0) -> list[PipeConfig]:
-    """Time every configuration ``repeats`` times (shuffled order per repeat). With a
-    :class:`~.mediapipe_client.MediaPipeSolution`, its static and tracking modes join the
-    rotation. Returns the configurations (MediaPipe's appended)."""
+    """Time every configuration ``repeats`` times, interleaved frame by frame (shuffled order
+    per frame). With a :class:`~.mediapipe_client.MediaPipeSolution`, its static and tracking
+    modes join. Returns the configurations (MediaPipe's appended)."""
+    from hand_pose_core.pipeline.estimator import HandPoseEstimator
+
     configs = list(configs)
     if mediapipe is not None:
         for key in frame_sets:
+            mediapipe.load(key, frame_sets[key])
             for tracking in ((False, True) if key == "640x480" else (False,)):
                 configs.append(PipeConfig(f"MediaPipe {mediapipe.version}", key, tracking, None))
+    for cfg in configs:
+        if cfg.mesh is not None and cfg.estimator is None:
+            cfg.estimator = HandPoseEstimator(**cfg.kwargs)
     rng = np.random.default_rng(seed)
+    n = min(len(v) for v in frame_sets.values())
     for _ in range(repeats):
-        for i in rng.permutation(len(configs)):
-            cfg = configs[i]
-            frames = frame_sets[cfg.frames_key]
+        handles = {}
+        recs = []
+        for cfg in configs:
             if cfg.mesh is None:
-                cfg.rounds.append({"wall": mediapipe.time(frames, static=not cfg.tracking, warmup=warmup)})
+                handles[id(cfg)] = mediapipe.open(static=not cfg.tracking)
             else:
-                cfg.rounds.append(_time_ours(cfg, frames, warmup))
+                cfg.estimator.reset()
+            rec = {k: [] for k in (*STAGES, "wall")}
+            cfg.rounds.append(rec)
+            recs.append(rec)
+        for index in range(-warmup, n):
+            i = index % n  # warm-up on the last frames, then time from the first
+            for j in rng.permutation(len(configs)):
+                cfg, rec = configs[j], (recs[j] if index >= 0 else None)
+                # tracking continues from the warm-up frames for both systems (MediaPipe's
+                # Hands cannot be reset): the jump to frame 0 makes both re-detect
+                if cfg.mesh is None:
+                    ms = mediapipe.step(handles[id(cfg)], cfg.frames_key, i)
+                    if rec is not None:
+                        rec["wall"].append(ms)
+                else:
+                    _step_ours(cfg, frame_sets[cfg.frames_key][i], i, rec)
     return configs
 
 
