@@ -70,9 +70,11 @@ class MediaPipeSolution:
         """A fresh MediaPipe ``Hands`` in the server; returns its id for :meth:`step`."""
         return int(self._ask({"cmd": "open", "static": static, "max_hands": max_hands})["id"])
 
-    def step(self, hands_id: int, key: str, index: int) -> float:
-        """Process frame ``index`` of the loaded set ``key``; wall ms of the call alone."""
-        return float(self._ask({"cmd": "step", "id": hands_id, "key": key, "index": index})["ms"])
+    def step(self, hands_id: int, key: str, index: int) -> tuple[float, float]:
+        """Process frame ``index`` of the loaded set ``key``; (wall ms, process CPU ms) of the
+        call alone."""
+        res = self._ask({"cmd": "step", "id": hands_id, "key": key, "index": index})
+        return float(res["ms"]), float(res["cpu_ms"])
 
     def joints(self, video: Path, static: bool, step: int = 1) -> dict:
         return self._ask({"cmd": "joints", "video": str(video), "static": static, "step": step})["joints"]

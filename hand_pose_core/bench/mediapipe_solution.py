@@ -13,7 +13,8 @@ frame: one JSON object per stdin line, one ``MPJSON{...}`` line per answer.
 * ``{"cmd": "open", "static": true, "max_hands": 1}``: a fresh ``Hands`` (legacy
   ``mp.solutions.hands``, model_complexity 1); answers its ``id``.
 * ``{"cmd": "step", "id": 0, "key": "640x480", "index": 3}``: ``Hands.process`` on that frame;
-  answers the wall ms of the call alone (the pipe traffic is not timed).
+  answers the wall ms and the process CPU ms (all threads) of the call alone (the pipe
+  traffic is not timed).
 * ``{"cmd": "time", "frames": "F.npy", "static": true, "warmup": 5, "max_hands": 1}``:
   wall ms per frame over all frames of F.npy in one go (a fresh ``Hands``).
 * ``{"cmd": "joints", "video": "V.mp4", "static": false, "step": 1}``: MediaPipe's 2D joints
@@ -84,9 +85,9 @@ def serve(stdin=sys.stdin, stdout=sys.stdout) -> None:
             res = {"id": len(hands) - 1}
         elif req["cmd"] == "step":
             frame = sets[req["key"]][int(req["index"])]
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             hands[int(req["id"])].process(frame)
-            res = {"ms": (time.perf_counter() - t0) * 1e3}
+            res = {"ms": (time.perf_counter() - t0) * 1e3, "cpu_ms": (time.process_time() - c0) * 1e3}
         elif req["cmd"] == "time":
             frames = list(np.load(req["frames"]))
             res = {"wall_ms": time_frames(frames, bool(req["static"]), int(req.get("warmup", 5)),
