@@ -6,6 +6,7 @@
     hand-pose synth --out DIR --count N [--workers 2] [--seed 0] [--depth] [--backgrounds DIR]
     hand-pose pseudo-label VIDEO|DIR|BAG --out DIR [--K fx,fy,cx,cy]
     hand-pose adapt VIDEO|DIR|BAG --out MODEL.safetensors [--init MODEL] [--steps N] [--K fx,fy,cx,cy] [--set KEY=VALUE ...]
+    hand-pose bench [networks|pipeline|fit|transport] [--backends ...] [--batch 1,8,32] [--device cpu|cuda]
 """
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         from hand_pose_core.weights import weights_command
 
         return weights_command(argv[1:])
+    if argv and argv[0] == "bench":
+        from hand_pose_core.bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -40,6 +45,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hand-pose", description="Monocular RGB 3D hand pose.")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("weights", help="download/convert the pretrained networks (see `hand-pose weights --help`)")
+    sub.add_parser("bench", help="benchmarks: networks, pipeline vs MediaPipe, MANO fit, ROS transport "
+                                 "(see `hand-pose bench --help`)")
 
     predict = sub.add_parser("predict", help="estimate hands in still images")
     predict.add_argument("images", nargs="+", type=Path)
@@ -63,13 +70,19 @@ def _build_parser() -> argparse.ArgumentParser:
 def _add_estimator_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--K", dest="K", help="intrinsics fx,fy,cx,cy in pixels (default: uncalibrated guess)")
     p.add_argument("--max-hands", type=int, default=2)
-    p.add_argument("--backend", default="onnxruntime", choices=["torch", "onnxruntime", "tensorrt"])
+    p.add_argument("--backend", default="auto", choices=["auto", "litert", "onnxruntime", "torch", "tensorrt"],
+                   help="auto: litert on the CPU when installed (fastest measured), else onnxruntime; torch on CUDA")
     p.add_argument("--device", default="cpu")
     p.add_argument("--variant", default="full", choices=["full", "lite"])
     p.add_argument("--mirrored", action="store_true", help="images are mirrored (selfie view)")
     p.add_argument("--mano-root", type=Path, default=None, help="folder or file of the official MANO model")
     p.add_argument("--no-mesh", action="store_true", help="skip the MANO fit and mesh")
     p.add_argument("--with-mesh-json", action="store_true", help="include vertices and faces in the JSON")
+    p.add_argument("--model", default="mediapipe",
+                   help="where the 3D comes from: mediapipe (default) or a trained model "
+                        "(mano_regressor, zimmermann_brox, ...) given by --checkpoint")
+    p.add_argument("--checkpoint", type=Path, default=None, help="model file (.safetensors) of a trained --model")
+    p.add_argument("--lifter-2d", action="store_true", help="report the trained model's own 2D joints")
 
 
 def parse_K(text: str | None) -> np.ndarray | None:
@@ -95,7 +108,8 @@ def _make_estimator(args, tracking: bool):
     return HandPoseEstimator(
         max_hands=args.max_hands, backend=args.backend, device=args.device, variant=args.variant,
         mirrored=args.mirrored, tracking=tracking, fit_mano=fit, with_mesh=fit,
-        mano_root=str(args.mano_root) if args.mano_root else None,
+        mano_root=str(args.mano_root) if args.mano_root else None, model=args.model,
+        checkpoint=str(args.checkpoint) if args.checkpoint else None, lifter_2d=args.lifter_2d,
     )
 
 

@@ -89,7 +89,7 @@ def test_smoke_run_loss_falls_and_writes_a_loadable_model(tmp_path, capsys):
     cfg = toy_config(tmp_path, "smoke", steps=60, log={"interval": 10, "image_interval": 30, "progress": False},
                      data={"name": "toy_hands", "transform": False, "crop_size": 32, "batch_size": 8, "workers": 0,
                            "options": {"length": 64}, "val_split": "val", "val_options": {"length": 24}},
-                     eval={"interval": 30})
+                     eval={"interval": 30, "at_start": True})
     rc, out, err = train_here(cfg, capsys)
     assert rc == 0, out + err
     ls = losses(out)
@@ -107,7 +107,9 @@ def test_smoke_run_loss_falls_and_writes_a_loadable_model(tmp_path, capsys):
     assert {"train/loss", "train/lr", "train/loss/joints_2d", "perf/images_per_s"} <= set(tags["scalars"])
     assert [e.step for e in acc.Scalars("train/loss")] == [10, 20, 30, 40, 50, 60]
     assert "train/predictions" in tags["images"]
-    assert [e.step for e in acc.Scalars("val/pa_mpjpe_mm")] == [30, 60]
+    assert [e.step for e in acc.Scalars("val/pa_mpjpe_mm")] == [0, 30, 60]
+    before, after = acc.Scalars("val/pa_mpjpe_mm")[0].value, acc.Scalars("val/pa_mpjpe_mm")[-1].value
+    assert after < before, (before, after)
     val = json.loads((run / "val_metrics.json").read_text())
     assert val["n_samples"] == 24 and val["pa_mpjpe_mm"] > 0
     # the curves picture for the docs
@@ -359,3 +361,29 @@ def test_sigterm_checkpoints_and_stops_then_resume_matches(tmp_path, capsys):
     assert rc == 0 and "resumed from" in out and "step 8, epoch 1, batch 2/6" in out, out + err
     a, b = weights(tmp_path / "ref" / "model.safetensors"), weights(tmp_path / "term" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.heavy
+def test_shipped_smoke_config_trains_on_rendered_synthetic_hands(tmp_path):
+    # the real 'synthetic' dataset rendered on the fly (EGL) in its own process
+    r = train(ROOT / "training" / "configs" / "smoke_mano_regressor.yaml", f"out={tmp_path / 'run'}", "steps=20",
+              "log.interval=5", "log.tensorboard=false")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "data synthetic split train: 76 samples" in r.stdout, r.stdout
+    ls = losses(r.stdout)
+    assert len(ls) == 4 and ls[-1] < 0.6 * ls[0], f"loss did not fall: {ls}"
+    assert "eval step 20 on val" in r.stdout and (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_init_from_a_model_file_for_fine_tuning(tmp_path, capsys):
+    rc, out, err = train_here(toy_config(tmp_path, "base", steps=10, log={"tensorboard": False}), capsys)
+    assert rc == 0, out + err
+    base = tmp_path / "base" / "model.safetensors"
+    cfg = toy_config(tmp_path, "ft", steps=1, optim={"name": "sgd", "lr": 1e-12, "momentum": 0.0},
+                     init=str(base), log={"tensorboard": False})
+    rc, out, err = train_here(cfg, capsys)
+    assert rc == 0 and f"init: weights from {base} (step 10 of its run)" in out, out + err
+    a, b = weights(base), weights(tmp_path / "ft" / "model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-9) for k in a)
+    rc, out, err = train_here(cfg, capsys, "task.model.width=4")
+    assert rc == 2 and "does not fit the configured model" in err and str(base) in err, err
