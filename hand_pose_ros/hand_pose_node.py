@@ -29,7 +29,7 @@ from hand_pose_ros import hand_msgs
 from hand_pose_ros.diagnostics import NodeStats, diagnostic_array
 from hand_pose_ros.image_conv import ImageFormatError, compressed_msg_to_rgb, image_msg_to_rgb, rgb_to_image_msg
 from hand_pose_ros.latest_slot import LatestSlot
-from hand_pose_ros.params import ESTIMATOR_ARGS, PARAMS, PARAMS_BY_NAME, check_value
+from hand_pose_ros.params import ESTIMATOR_ARGS, PARAMS, PARAMS_BY_NAME, check_value, declared_default, read_param
 from hand_pose_ros.shutdown import SigintGuard
 
 OUTPUT_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
@@ -49,8 +49,8 @@ class HandPoseNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("hand_pose_node", **kwargs)
         for p in PARAMS:
-            self.declare_parameter(p.name, p.default, ParameterDescriptor(description=p.description, read_only=p.read_only))
-        self._cfg = {p.name: self.get_parameter(p.name).value for p in PARAMS}
+            self.declare_parameter(p.name, declared_default(p), ParameterDescriptor(description=p.description, read_only=p.read_only))
+        self._cfg = {p.name: read_param(self, p) for p in PARAMS}
         for p in PARAMS:
             reason = check_value(p, self._cfg[p.name])
             if reason:
@@ -79,19 +79,24 @@ class HandPoseNode(Node):
             reliability=ReliabilityPolicy.RELIABLE if self._cfg["image_reliability"] == "reliable"
             else ReliabilityPolicy.BEST_EFFORT,
         )
-        if self._cfg["image_transport"] == "compressed":
+        # best effort matches both reliable and best-effort camera_info publishers
+        info_qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
+        self._multi = None  # several camera namespaces (parameter cameras): hand_pose_ros.camera_inputs
+        if self._cfg["cameras"]:
+            from hand_pose_ros.camera_inputs import MultiCameraInputs
+
+            self._multi = MultiCameraInputs(self, self._cfg["cameras"], self._cfg, image_qos, info_qos, OUTPUT_QOS)
+        elif self._cfg["image_transport"] == "compressed":
             self.create_subscription(CompressedImage, "image/compressed", self._on_image, image_qos)
         else:
             self.create_subscription(Image, "image", self._on_image, image_qos)
-        # best effort matches both reliable and best-effort camera_info publishers
-        info_qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, info_qos)
-
-        self.pub_joints = self.create_publisher(PointCloud2, "hand/joints3d", OUTPUT_QOS)
-        self.pub_mano = self.create_publisher(PointCloud2, "hand/mano", OUTPUT_QOS)
-        self.pub_mesh = self.create_publisher(MarkerArray, "hand/mesh", OUTPUT_QOS)
-        self.pub_markers = self.create_publisher(MarkerArray, "hand/markers", OUTPUT_QOS)
-        self.pub_debug = self.create_publisher(Image, "hand/debug_image", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        if self._multi is None:  # (each camera of _multi has its own camera_info and <ns>/hand/... topics)
+            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, info_qos)
+            self.pub_joints = self.create_publisher(PointCloud2, "hand/joints3d", OUTPUT_QOS)
+            self.pub_mano = self.create_publisher(PointCloud2, "hand/mano", OUTPUT_QOS)
+            self.pub_mesh = self.create_publisher(MarkerArray, "hand/mesh", OUTPUT_QOS)
+            self.pub_markers = self.create_publisher(MarkerArray, "hand/markers", OUTPUT_QOS)
+            self.pub_debug = self.create_publisher(Image, "hand/debug_image", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self._cfg["diagnostics_period_s"], self._publish_diagnostics)
 
@@ -101,11 +106,13 @@ class HandPoseNode(Node):
             f"ready: backend={self._cfg['backend']} device={self._cfg['device']} "
             f"precision={self._cfg['precision']}; input '{self._image_topic()}' "
             f"({self._cfg['image_transport']}, {self._cfg['image_reliability']}), "
-            f"output '{self.pub_joints.topic_name}'"
+            f"output '{self.pub_joints.topic_name if self._multi is None else 'hand/... per camera'}'"
         )
 
     # ------------------------------------------------------------------ set-up helpers
     def _image_topic(self) -> str:
+        if self._multi is not None:
+            return ", ".join(self._multi.image_topics)
         suffix = "/compressed" if self._cfg["image_transport"] == "compressed" else ""
         return self.resolve_topic_name("image") + suffix
 
@@ -203,6 +210,11 @@ class HandPoseNode(Node):
             self._camera_info = msg
 
     def _publish_diagnostics(self) -> None:
+        if self._multi is not None:  # a pipeline status plus one per camera
+            self.pub_diag.publish(self._multi.diagnostics(self.get_clock().now().to_msg(), self.get_name(),
+                                                          f"{self._cfg['backend']}/{self._cfg['device']}",
+                                                          self.stats, self.estimator))
+            return
         snap = self.stats.snapshot()
         extra = {
             "backend": self._cfg["backend"], "device": self._cfg["device"], "precision": self._cfg["precision"],
@@ -219,14 +231,17 @@ class HandPoseNode(Node):
     # ------------------------------------------------------------------ worker thread
     def _work_loop(self) -> None:
         while not self.slot.closed and self.context.ok():
-            item = self.slot.take(timeout=0.5)
+            item = self.slot.take(timeout=0.5) if self._multi is None else self._multi.take(timeout=0.5)
             if item is None:
                 continue
             if self._rebuild.is_set():
                 self._rebuild.clear()
                 self._rebuild_estimator()
             try:
-                self._process(*item)
+                if self._multi is None:
+                    self._process(*item)
+                else:  # one cycle over the cameras' latest frames, one estimator call
+                    self._multi.process(item, self.estimator, self.stats)
             except Exception:  # never let one frame kill the worker
                 if not self.context.ok():
                     return  # shutting down (Ctrl-C/SIGTERM): publishers are gone, nothing to report
@@ -326,6 +341,8 @@ class HandPoseNode(Node):
         """Stop the worker and wait for it: it must not be inside the estimator (onnxruntime/torch
         threads) or a publish when rclpy shuts down and the interpreter exits."""
         self.slot.close()
+        if self._multi is not None:
+            self._multi.close()
         self._worker.join(timeout=10.0)
         if self._worker.is_alive():
             self.get_logger().warning("the worker thread did not stop within 10 s")
