@@ -147,3 +147,51 @@ def test_two_cameras_at_30hz_each_answered_on_its_namespace_with_its_own_header_
           + ", ".join(f"{n} {len(v)}" for n, v in with_hands.items()) + "; per camera: "
           + "; ".join(f"{n}: received {d['frames_received']} dropped {d['frames_dropped_latest_wins']} "
                       f"latency_p50 {d['latency_ms_p50']} ms" for n, d in cams.items()))
+
+
+# ----------------------------------------------------------------------------- fast checks
+def test_camera_namespaces_are_checked():
+    from hand_pose_ros.params import PARAMS_BY_NAME, check_value
+
+    p = PARAMS_BY_NAME["cameras"]
+    assert p.default == [] and p.read_only
+    assert check_value(p, ["wrist", "head", "arm/wrist_2"]) is None
+    assert "once" in check_value(p, ["wrist", "wrist"])
+    for bad in ("/wrist", "2cam", "wr ist", "", "arm//wrist", "wrist/"):
+        assert "not a relative ROS namespace" in check_value(p, [bad]), bad
+
+
+def test_shared_condition_wakes_one_worker_for_any_camera_slot():
+    from hand_pose_ros.latest_slot import LatestSlot
+
+    cond = threading.Condition()
+    a, b = LatestSlot(cond), LatestSlot(cond)
+    got = []
+
+    def worker():
+        with cond:
+            cond.wait_for(lambda: a.has_item or b.has_item, 5.0)
+        got.append((a.take_nowait(), b.take_nowait()))
+
+    t = threading.Thread(target=worker)
+    t.start()
+    time.sleep(0.1)
+    b.put("b1")
+    t.join(timeout=2)
+    assert got == [(None, "b1")] and not b.has_item
+    a.put("a1")
+    a.put("a2")  # latest wins per camera
+    assert a.take_nowait() == "a2" and a.dropped == 1 and a.take_nowait() is None
+    a.close()
+    a.put("late")
+    assert a.take_nowait() is None
+
+
+def test_node_refuses_a_bad_camera_list_and_says_why(tmp_path):
+    node = RosProcess("hand_pose_node", ["-p", "cameras:=[wrist,wrist]"], tmp_path / "node.log")
+    try:
+        node.proc.wait(timeout=120)
+    finally:
+        rc = node.stop()
+    assert rc == 1, node.log()[-2000:]
+    assert "cameras: every namespace must appear once" in node.log()
