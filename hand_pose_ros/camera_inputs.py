@@ -2,7 +2,8 @@
 
 Each camera namespace ``<ns>`` gets what the single-camera node has: a subscription to
 ``<ns>/image`` (or ``<ns>/image/compressed``) feeding its own latest-wins one-slot buffer, a
-``<ns>/camera_info`` subscription, its publishers ``<ns>/hand/joints3d``, ``<ns>/hand/mano``,
+``<ns>/camera_info`` subscription, an optional aligned ``<ns>/depth`` (matched to each image by
+stamp, as the single-camera node's ``depth``), its publishers ``<ns>/hand/joints3d``, ``<ns>/hand/mano``,
 ``<ns>/hand/mesh``, ``<ns>/hand/markers``, ``<ns>/hand/debug_image``, its own bad-input /
 latency bookkeeping (one ``/diagnostics`` status per camera) and its own tracking state in the
 estimator (stream = the namespace).
@@ -29,13 +30,13 @@ from hand_pose_core.camera import InvalidIntrinsicsError, K_from_camera_info_k, 
 from hand_pose_core.overlay import draw_hands
 from hand_pose_ros import hand_msgs
 from hand_pose_ros.diagnostics import NodeStats, diagnostic_array
-from hand_pose_ros.image_conv import ImageFormatError, compressed_msg_to_rgb, image_msg_to_rgb, rgb_to_image_msg
-from hand_pose_ros.latest_slot import LatestSlot
+from hand_pose_ros.hand_pose_node import _PROCESSED_KINDS, DEPTH_WAIT_S, LATENCY_VALID_MS
+from hand_pose_ros.image_conv import (ImageFormatError, compressed_msg_to_rgb, depth_msg_to_array, image_msg_to_rgb,
+                                      rgb_to_image_msg)
+from hand_pose_ros.latest_slot import LatestSlot, StampedBuffer
 
 # a camera counts as streaming (worth waiting for in a cycle) this long after its last frame
 ACTIVE_AFTER_LAST_FRAME_S = 0.5
-LATENCY_VALID_MS = (-1000.0, 10_000.0)  # as the single-camera node (hand_pose_node)
-_PROCESSED_KINDS = ("bad_camera_info", "camera_info_size_mismatch")
 
 
 def _often(n: int) -> bool:
@@ -51,6 +52,7 @@ class PreparedFrame:
     received_monotonic: float
     rgb: np.ndarray
     K: np.ndarray | None
+    depth: np.ndarray | None  # aligned depth image matched by stamp, or None
     header: object
     stamp_s: float
     t_start: float  # perf_counter when its conversion started
@@ -60,11 +62,15 @@ class PreparedFrame:
 class CameraInput:
     """One camera namespace: subscriptions, latest-wins slot, camera_info, publishers, stats."""
 
-    def __init__(self, node, ns: str, cond: threading.Condition, cfg: dict, image_qos, info_qos, output_qos) -> None:
+    def __init__(self, node, ns: str, cond: threading.Condition, cfg: dict, image_qos, info_qos, depth_qos,
+                 output_qos) -> None:
         self.node = node
         self.ns = ns
         self._cfg = cfg  # the node's live settings (runtime parameters apply here too)
         self.slot = LatestSlot(cond)
+        self.depth_buffer = StampedBuffer(size=4)
+        self.depth_counts = {"frames_with_depth": 0, "frames_without_depth": 0, "hands_depth_used": 0,
+                             "hands_depth_fallback": 0}
         self.stats = NodeStats()
         self.last_received_monotonic: float | None = None
         self._info_lock = threading.Lock()
@@ -79,6 +85,7 @@ class CameraInput:
         else:
             self.sub_image = node.create_subscription(Image, f"{ns}/image", self._on_image, image_qos)
         self.sub_info = node.create_subscription(CameraInfo, f"{ns}/camera_info", self._on_camera_info, info_qos)
+        self.sub_depth = node.create_subscription(Image, f"{ns}/depth", self._on_depth, depth_qos)
         self.pub_joints = node.create_publisher(PointCloud2, f"{ns}/hand/joints3d", output_qos)
         self.pub_mano = node.create_publisher(PointCloud2, f"{ns}/hand/mano", output_qos)
         self.pub_mesh = node.create_publisher(MarkerArray, f"{ns}/hand/mesh", output_qos)
@@ -100,6 +107,9 @@ class CameraInput:
         with self._info_lock:
             self._camera_info = msg
 
+    def _on_depth(self, msg: Image) -> None:
+        self.depth_buffer.put(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, msg)
+
     # -------------------------------------------------------------- logging
     def _log(self):
         return self.node.get_logger()
@@ -110,7 +120,10 @@ class CameraInput:
         new_problem = kind in _PROCESSED_KINDS and self._last_bad_text.get(kind) != text
         self._last_bad_text[kind] = text
         if _often(n) or new_problem:
-            if kind in _PROCESSED_KINDS:
+            if kind.startswith("depth_"):
+                self._log().warning(f"camera '{self.ns}': bad depth image ({kind}, seen {n}x): {text}. The frame "
+                                    "is processed without depth (RGB-only placement)")
+            elif kind in _PROCESSED_KINDS:
                 self._log().warning(f"camera '{self.ns}': bad camera_info ({kind}, seen {n}x): {text}. The frame "
                                     "is processed using the default K (outputs flagged calibrated=0)")
             else:
@@ -152,6 +165,36 @@ class CameraInput:
             self.camera_info_state = "ok"
         return K
 
+    def depth_state(self) -> str:
+        if not self._cfg["use_depth"]:
+            return "disabled"
+        last = self.depth_buffer.last_arrival()
+        if last is None:
+            return f"none received on '{self.sub_depth.topic_name}'"
+        return "ok" if time.monotonic() - last < 2.0 else f"stale ({time.monotonic() - last:.0f} s)"
+
+    def depth_for(self, header, width: int, height: int):
+        """This camera's depth image matching the image's stamp (within depth_tolerance_s), or
+        None; as the single-camera node."""
+        if not self._cfg["use_depth"] or self.depth_buffer.last_arrival() is None:
+            return None
+        stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        live = time.monotonic() - self.depth_buffer.last_arrival() < 1.0
+        msg = self.depth_buffer.match(stamp_ns, int(self._cfg["depth_tolerance_s"] * 1e9),
+                                      DEPTH_WAIT_S if live else 0.0)
+        if msg is None:
+            return None
+        try:
+            depth = depth_msg_to_array(msg, self._cfg["max_image_pixels"])
+        except ImageFormatError as e:
+            self.warn_bad(f"depth_{e.kind}", str(e))
+            return None
+        if depth.shape != (height, width):
+            self.warn_bad("depth_size_mismatch", f"depth image is {depth.shape[1]}x{depth.shape[0]} but the colour "
+                          f"image is {width}x{height}: the depth must be aligned (registered) to the colour image")
+            return None
+        return depth
+
     def prepare(self, msg, received_monotonic: float, estimator) -> PreparedFrame | None:
         """Convert and check one frame; None when it is dropped (counted and logged)."""
         t0 = time.perf_counter()
@@ -180,12 +223,19 @@ class CameraInput:
                              "its tracker")
             estimator.reset(stream=self.ns)
         self.last_stamp_s = stamp_s
-        return PreparedFrame(self, msg, received_monotonic, rgb, K, header, stamp_s, t0)
+        depth = self.depth_for(header, width, height)
+        return PreparedFrame(self, msg, received_monotonic, rgb, K, depth, header, stamp_s, t0)
 
     def publish(self, frame: PreparedFrame, hands, estimator_ms: float) -> None:
         """Publish one frame's outputs with its own header and record its statistics."""
         header = frame.header
         t0 = time.perf_counter()
+        if self._cfg["use_depth"]:
+            self.depth_counts["frames_with_depth" if frame.depth is not None else "frames_without_depth"] += 1
+            if frame.depth is not None:
+                used = sum(h.depth_used for h in hands)
+                self.depth_counts["hands_depth_used"] += used
+                self.depth_counts["hands_depth_fallback"] += len(hands) - used
         self.pub_joints.publish(hand_msgs.joints_cloud(hands, header))
         if self._cfg["publish_mano"]:
             self.pub_mano.publish(hand_msgs.mano_cloud(hands, header))
@@ -218,18 +268,19 @@ class CameraInput:
         return {"camera": self.ns, "input_topic": self.image_topic,
                 "output_topic": self.pub_joints.topic_name,
                 "frames_received": self.slot.received, "frames_dropped_latest_wins": self.slot.dropped,
-                "camera_info": self.camera_info_state}
+                "camera_info": self.camera_info_state, "depth": self.depth_state(), **self.depth_counts}
 
 
 class MultiCameraInputs:
     """The cameras of one node and the worker-side cycle over them (see the module docstring)."""
 
-    def __init__(self, node, namespaces: list[str], cfg: dict, image_qos, info_qos, output_qos) -> None:
+    def __init__(self, node, namespaces: list[str], cfg: dict, image_qos, info_qos, depth_qos, output_qos) -> None:
         self.node = node
         self._cfg = cfg
         self._cond = threading.Condition()
         self._closed = False
-        self.cameras = [CameraInput(node, ns, self._cond, cfg, image_qos, info_qos, output_qos) for ns in namespaces]
+        self.cameras = [CameraInput(node, ns, self._cond, cfg, image_qos, info_qos, depth_qos, output_qos)
+                        for ns in namespaces]
         self.cycles_multi_camera = 0  # cycles that processed frames of more than one camera
 
     @property
@@ -274,7 +325,7 @@ class MultiCameraInputs:
         t1 = time.perf_counter()
         try:
             results = estimator.estimate_many([f.rgb for f in frames], [f.K for f in frames],
-                                              timestamps_s=[f.stamp_s for f in frames],
+                                              [f.depth for f in frames], timestamps_s=[f.stamp_s for f in frames],
                                               streams=[f.camera.ns for f in frames])
         except Exception:
             for f in frames:

@@ -27,8 +27,9 @@ from hand_pose_core.camera import InvalidIntrinsicsError, K_from_camera_info_k, 
 from hand_pose_core.overlay import draw_hands
 from hand_pose_ros import hand_msgs
 from hand_pose_ros.diagnostics import NodeStats, diagnostic_array
-from hand_pose_ros.image_conv import ImageFormatError, compressed_msg_to_rgb, image_msg_to_rgb, rgb_to_image_msg
-from hand_pose_ros.latest_slot import LatestSlot
+from hand_pose_ros.image_conv import (ImageFormatError, compressed_msg_to_rgb, depth_msg_to_array, image_msg_to_rgb,
+                                      rgb_to_image_msg)
+from hand_pose_ros.latest_slot import LatestSlot, StampedBuffer
 from hand_pose_ros.params import ESTIMATOR_ARGS, PARAMS, PARAMS_BY_NAME, check_value, declared_default, read_param
 from hand_pose_ros.shutdown import SigintGuard
 
@@ -37,8 +38,11 @@ OUTPUT_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=Re
 # clock (a camera with its own clock, a bag's original stamps, a frame from long ago), not how
 # slow the node is: they are counted (``stamps_off_clock``) and kept out of the statistics.
 LATENCY_VALID_MS = (-1000.0, 10_000.0)
-# bad-input kinds after which the frame is still processed (with the default K)
+# bad-input kinds after which the frame is still processed (with the default K, or without depth)
 _PROCESSED_KINDS = ("bad_camera_info", "camera_info_size_mismatch")
+# How long the worker waits for the depth image of a frame whose colour image came first (a depth
+# camera driver publishes both for every frame; they cross the transport separately).
+DEPTH_WAIT_S = 0.05
 
 
 def _stamp_s(stamp) -> float:
@@ -60,6 +64,9 @@ class HandPoseNode(Node):
 
         self.stats = NodeStats()
         self.slot = LatestSlot()
+        self.depth_buffer = StampedBuffer(size=4)
+        self.depth_counts = {"frames_with_depth": 0, "frames_without_depth": 0, "hands_depth_used": 0,
+                             "hands_depth_fallback": 0}
         self._info_lock = threading.Lock()
         self._camera_info: CameraInfo | None = None
         self._camera_info_state = "waiting"
@@ -81,17 +88,21 @@ class HandPoseNode(Node):
         )
         # best effort matches both reliable and best-effort camera_info publishers
         info_qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
+        depth_qos = QoSProfile(depth=2, history=HistoryPolicy.KEEP_LAST, reliability=image_qos.reliability)
         self._multi = None  # several camera namespaces (parameter cameras): hand_pose_ros.camera_inputs
         if self._cfg["cameras"]:
             from hand_pose_ros.camera_inputs import MultiCameraInputs
 
-            self._multi = MultiCameraInputs(self, self._cfg["cameras"], self._cfg, image_qos, info_qos, OUTPUT_QOS)
+            self._multi = MultiCameraInputs(self, self._cfg["cameras"], self._cfg, image_qos, info_qos, depth_qos,
+                                            OUTPUT_QOS)
         elif self._cfg["image_transport"] == "compressed":
             self.create_subscription(CompressedImage, "image/compressed", self._on_image, image_qos)
         else:
             self.create_subscription(Image, "image", self._on_image, image_qos)
-        if self._multi is None:  # (each camera of _multi has its own camera_info and <ns>/hand/... topics)
+        if self._multi is None:  # (each camera of _multi has its own camera_info, depth and <ns>/hand/... topics)
             self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, info_qos)
+            # aligned depth (optional): its own small buffer, matched to each image by stamp
+            self.create_subscription(Image, "depth", self._on_depth, depth_qos)
             self.pub_joints = self.create_publisher(PointCloud2, "hand/joints3d", OUTPUT_QOS)
             self.pub_mano = self.create_publisher(PointCloud2, "hand/mano", OUTPUT_QOS)
             self.pub_mesh = self.create_publisher(MarkerArray, "hand/mesh", OUTPUT_QOS)
@@ -190,7 +201,10 @@ class HandPoseNode(Node):
         new_problem = kind in _PROCESSED_KINDS and self._last_bad_text.get(kind) != text
         self._last_bad_text[kind] = text
         if n == 1 or new_problem or (n >= 10 and str(n).strip("0") == "1"):
-            if kind in _PROCESSED_KINDS:
+            if kind.startswith("depth_"):
+                self.get_logger().warning(f"bad depth image ({kind}, seen {n}x): {text}. The frame is processed "
+                                          "without depth (RGB-only placement)")
+            elif kind in _PROCESSED_KINDS:
                 self.get_logger().warning(f"bad camera_info ({kind}, seen {n}x): {text}. The frame is processed "
                                           "using the default K (outputs flagged calibrated=0)")
             else:
@@ -204,6 +218,9 @@ class HandPoseNode(Node):
     # ------------------------------------------------------------------ callbacks (executor thread)
     def _on_image(self, msg) -> None:
         self.slot.put((msg, time.monotonic()))
+
+    def _on_depth(self, msg: Image) -> None:
+        self.depth_buffer.put(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, msg)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         with self._info_lock:
@@ -220,6 +237,7 @@ class HandPoseNode(Node):
             "backend": self._cfg["backend"], "device": self._cfg["device"], "precision": self._cfg["precision"],
             "frames_received": self.slot.received, "frames_dropped_latest_wins": self.slot.dropped,
             "camera_info": self._camera_info_state, "input_topic": self._image_topic(),
+            "depth": self._depth_state(), **self.depth_counts,
         }
         timings = getattr(self.estimator, "last_timings_ms", None) or {}
         for k, v in timings.items():
@@ -247,6 +265,35 @@ class HandPoseNode(Node):
                     return  # shutting down (Ctrl-C/SIGTERM): publishers are gone, nothing to report
                 self.stats.estimator_errors += 1
                 self.get_logger().error(f"frame failed:\n{traceback.format_exc()}", throttle_duration_sec=5.0)
+
+    def _depth_state(self) -> str:
+        if not self._cfg["use_depth"]:
+            return "disabled"
+        last = self.depth_buffer.last_arrival()
+        if last is None:
+            return f"none received on '{self.resolve_topic_name('depth')}'"
+        return "ok" if time.monotonic() - last < 2.0 else f"stale ({time.monotonic() - last:.0f} s)"
+
+    def _depth_for(self, header, width: int, height: int):
+        """The depth image matching this image's stamp (within depth_tolerance_s), or None."""
+        if not self._cfg["use_depth"] or self.depth_buffer.last_arrival() is None:
+            return None
+        stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        live = time.monotonic() - self.depth_buffer.last_arrival() < 1.0
+        msg = self.depth_buffer.match(stamp_ns, int(self._cfg["depth_tolerance_s"] * 1e9),
+                                      DEPTH_WAIT_S if live else 0.0)
+        if msg is None:
+            return None
+        try:
+            depth = depth_msg_to_array(msg, self._cfg["max_image_pixels"])
+        except ImageFormatError as e:
+            self._warn_bad(f"depth_{e.kind}", str(e))
+            return None
+        if depth.shape != (height, width):
+            self._warn_bad("depth_size_mismatch", f"depth image is {depth.shape[1]}x{depth.shape[0]} but the colour "
+                           f"image is {width}x{height}: the depth must be aligned (registered) to the colour image")
+            return None
+        return depth
 
     def _intrinsics(self, width: int, height: int):
         """K (3x3) from camera_info, or None (the estimator then uses the default K, calibrated=0)."""
@@ -307,9 +354,16 @@ class HandPoseNode(Node):
             self.estimator.reset()
         self._last_stamp_s = stamp_s
 
+        depth = self._depth_for(header, width, height)
         t1 = time.perf_counter()
-        hands = self.estimator(rgb, K, timestamp_s=stamp_s)
+        hands = self.estimator(rgb, K, depth, timestamp_s=stamp_s)
         t2 = time.perf_counter()
+        if self._cfg["use_depth"]:
+            self.depth_counts["frames_with_depth" if depth is not None else "frames_without_depth"] += 1
+            if depth is not None:
+                used = sum(h.depth_used for h in hands)
+                self.depth_counts["hands_depth_used"] += used
+                self.depth_counts["hands_depth_fallback"] += len(hands) - used
 
         self.pub_joints.publish(hand_msgs.joints_cloud(hands, header))
         if self._cfg["publish_mano"]:
@@ -354,6 +408,7 @@ def node_usage() -> str:
     return usage("hand_pose_node", __doc__.split("\n")[0], [
         ("image (in)", "sensor_msgs/Image (image_transport:=compressed: image/compressed)"),
         ("camera_info (in)", "sensor_msgs/CameraInfo, optional"),
+        ("depth (in)", "sensor_msgs/Image 16UC1 (mm) / 32FC1 (m) aligned to the image, optional"),
         ("hand/joints3d", "sensor_msgs/PointCloud2, 21 points per hand (empty: no hand)"),
         ("hand/mano", "sensor_msgs/PointCloud2, MANO pose/shape/trans per hand"),
         ("hand/mesh, hand/markers", "visualization_msgs/MarkerArray for RViz"),

@@ -17,7 +17,7 @@ __all__ = ["LaunchArgumentError", "BOOL_ARGS", "BACKENDS", "DEVICES", "parse_boo
 
 # Launch's IfCondition accepts exactly these (case-insensitive).
 _TRUE, _FALSE = ("true", "1"), ("false", "0")
-BOOL_ARGS = ("replay", "rviz", "shm_profile")
+BOOL_ARGS = ("replay", "rviz", "shm_profile", "use_depth")
 # Same as hand_pose_core.backends.BACKENDS / DEVICES (a test checks it; not imported here so that
 # the launch process does not load torch).
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
@@ -55,7 +55,7 @@ def validate_launch_arguments(
     rviz_available: Callable[[], bool] = rviz_installed,
 ) -> dict:
     """Check the launch arguments (strings, as launch holds them) and return typed values:
-    ``replay``, ``rviz``, ``shm_profile`` (bool), ``replay_rate`` (float Hz), ``backend``,
+    ``replay``, ``rviz``, ``shm_profile``, ``use_depth`` (bool), ``replay_rate`` (float Hz), ``backend``,
     ``device``, ``params_file``, ``replay_source`` (str).
 
     Raises:

@@ -67,6 +67,10 @@ PARAMS: tuple[Param, ...] = (
     Param("max_image_pixels", 7680 * 4320, "images with more pixels are refused (counted as too_large)", min_value=1),
     Param("frame_id", "", "override the output frame_id; empty: the image's header.frame_id"),
     Param("use_camera_info", True, "use camera_info intrinsics; false: always the default K (calibrated=0)"),
+    Param("use_depth", True, "fuse an aligned depth image from the 'depth' topic (sensor_msgs/Image 16UC1 mm "
+          "or 32FC1 m, registered to the colour image) when one matches the image's stamp"),
+    Param("depth_tolerance_s", 0.02, "largest stamp difference between an image and its depth image, s "
+          "(0: exact stamps only)", min_value=0.0, max_value=1.0),
     # --- outputs
     Param("publish_mano", True, "publish /hand/mano"),
     Param("publish_mesh", True, "publish /hand/mesh (built only while someone subscribes)"),

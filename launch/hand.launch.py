@@ -2,6 +2,8 @@
 
     ros2 launch hand_pose_ros hand.launch.py image:=/camera/color/image_raw \
         camera_info:=/camera/color/camera_info backend:=onnxruntime
+    ros2 launch hand_pose_ros hand.launch.py image:=/camera/color/image_raw \
+        camera_info:=/camera/color/camera_info depth:=/camera/aligned_depth_to_color/image_raw
     ros2 launch hand_pose_ros hand.launch.py replay:=true              # built-in sample photo
     ros2 launch hand_pose_ros hand.launch.py replay:=true replay_source:=/path/video.mp4 rviz:=true
 
@@ -19,7 +21,7 @@ from launch_ros.actions import Node
 from hand_pose_ros.launch_args import validate_launch_arguments
 
 PACKAGE = "hand_pose_ros"
-ARGUMENTS = ("image", "camera_info", "params_file", "backend", "device", "replay", "replay_source",
+ARGUMENTS = ("image", "camera_info", "depth", "use_depth", "params_file", "backend", "device", "replay", "replay_source",
              "replay_rate", "rviz", "shm_profile")
 
 
@@ -30,7 +32,9 @@ def _processes(context, share):
     cfg = validate_launch_arguments(values)  # raises LaunchArgumentError naming the argument
     image = LaunchConfiguration("image")
     camera_info = LaunchConfiguration("camera_info")
-    remappings = [("image", image), ("image/compressed", [image, "/compressed"]), ("camera_info", camera_info)]
+    depth = LaunchConfiguration("depth")
+    remappings = [("image", image), ("image/compressed", [image, "/compressed"]), ("camera_info", camera_info),
+                  ("depth", depth)]
     actions = []
     if cfg["shm_profile"]:
         # The profile must be set for every process of the graph; the launch sets it for its own children.
@@ -42,7 +46,8 @@ def _processes(context, share):
         executable="hand_pose_node",
         name="hand_pose_node",
         output="screen",
-        parameters=[cfg["params_file"], {"backend": cfg["backend"], "device": cfg["device"]}],
+        parameters=[cfg["params_file"], {"backend": cfg["backend"], "device": cfg["device"],
+                                          "use_depth": cfg["use_depth"]}],
         remappings=remappings,
     ))
     if cfg["replay"]:
@@ -66,6 +71,9 @@ def generate_launch_description():
     args = [
         DeclareLaunchArgument("image", default_value="image", description="input sensor_msgs/Image topic"),
         DeclareLaunchArgument("camera_info", default_value="camera_info", description="input CameraInfo topic"),
+        DeclareLaunchArgument("depth", default_value="depth",
+                              description="input depth image aligned to the colour image (16UC1 mm / 32FC1 m), optional"),
+        DeclareLaunchArgument("use_depth", default_value="true", description="fuse the depth topic when it publishes"),
         DeclareLaunchArgument("params_file", default_value=default_params, description="hand_pose_node parameter YAML"),
         DeclareLaunchArgument("backend", default_value="onnxruntime", description="torch | onnxruntime | tensorrt"),
         DeclareLaunchArgument("device", default_value="cpu", description="cpu | cuda | auto"),

@@ -70,7 +70,7 @@ def test_trained_regressor_runs_in_the_estimator_on_a_real_image(reg_file, real_
     est = HandPoseEstimator(tracking=False, model="mano_regressor", checkpoint=str(reg_file))
     hands = est(real_image)
     assert len(hands) == len(base) == 2
-    assert est.last_timings_ms["lifter"] > 0
+    assert est.last_timings_ms["lifter"] > 0 and est.lifter.crop_size_px == CROP
     lifter = load_lifter(reg_file)
     for h, b in zip(hands, base):
         assert np.allclose(h.joints_2d, b.joints_2d)  # the landmark network's 2D (lifter_2d off)

@@ -107,6 +107,7 @@ SCHEMA: dict = {
     },
     "eval": {
         "interval": Field(int, 0, help="steps between held-out evaluations (needs data.val_split); 0 = only at the end"),
+        "at_start": Field(bool, False, help="also evaluate the initial weights (a 'before' number)"),
         "at_end": Field(bool, True),
     },
 }

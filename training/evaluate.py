@@ -43,7 +43,6 @@ def evaluate_model(task, model, loader, info: D.DistInfo, amp_dtype=None, chunk:
     was_training = model.training
     model.eval()
     cols: dict[str, list] = {k: [] for k in ("pj", "gj", "vis", "p2", "g2", "pv", "gv")}
-    has_pv = None
     try:
         for batch in loader:
             b = to_device(batch, device)
@@ -57,7 +56,6 @@ def evaluate_model(task, model, loader, info: D.DistInfo, amp_dtype=None, chunk:
                 cols["p2"].append(pred["joints_2d"].detach().float().cpu())
                 cols["g2"].append(b["joints_2d"].float().cpu())
             pv = pred.get("verts_cam_m")
-            has_pv = pv is not None if has_pv is None else has_pv
             if pv is not None:
                 cols["pv"].append(pv.detach().float().cpu())
                 cols["gv"].append(_nan_where(b["verts_cam_m"], b["has_verts"]))

@@ -35,7 +35,8 @@ def _global_rng(words: np.ndarray, restore: bool):
         saved = (random.getstate(), np.random.get_state(), torch.get_rng_state())
     random.seed(int(words[0]))
     np.random.seed(int(words[1]))
-    torch.manual_seed(int(words[2]) << 32 | int(words[3]))
+    # the CPU generator only: torch.manual_seed would also reseed the CUDA generators (dropout)
+    torch.default_generator.manual_seed(int(words[2]) << 32 | int(words[3]))
     try:
         yield
     finally:

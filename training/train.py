@@ -379,6 +379,8 @@ class Trainer:
         t_start, step_start = t_last, self.step
         last_ckpt = self.step if resumed else -1
         metrics = None
+        if cfg["eval"]["at_start"] and not resumed:
+            self.evaluate()
         while self.step < self.total_steps and not self.stop_requested:
             epoch, pos = divmod(self.step, self.steps_per_epoch)
             self.sampler.set_epoch(epoch)
