@@ -21,6 +21,8 @@ FRAMES = 12  # every 4th frame of the video's start: tracked hands and one refin
 def _estimator(**kw) -> HandPoseEstimator:
     from hand_pose_core.weights import WeightsUnavailableError
 
+    # onnxruntime by default: it runs a real batch (litert, the CPU 'auto' choice, loops over it)
+    kw.setdefault("backend", "onnxruntime")
     try:
         return HandPoseEstimator(fit_mano=False, with_mesh=False, **kw)
     except WeightsUnavailableError as exc:
@@ -115,3 +117,18 @@ def test_estimate_many_refuses_mismatched_arguments():
     with pytest.raises(ValueError, match="uint8"):
         est.estimate_many([img, img.astype(np.float32)])
     assert est.estimate_many([img, img]) == [[], []]
+
+
+def test_estimate_many_with_torch_preprocessing_crops_every_frame_into_one_batch(two_cameras):
+    """The torch pre-processing path (the GPU one, run on the CPU device): each frame uploaded
+    once, the crops of both frames in one batch, the same hands as one call per image."""
+    pytest.importorskip("torch")
+    video, head, K_wrist, K_head = two_cameras
+    many = _estimator(preprocess="torch")
+    alone = [_estimator(preprocess="torch") for _ in range(2)]
+    assert many.preprocess == "torch"
+    for i in range(3):
+        got = many.estimate_many([head[i], video[i]], [K_head, K_wrist], timestamps_s=[i / 25.0] * 2)
+        _assert_same_hands(got[0], alone[0](head[i], K_head, timestamp_s=i / 25.0), f"frame {i} head")
+        _assert_same_hands(got[1], alone[1](video[i], K_wrist, timestamp_s=i / 25.0), f"frame {i} wrist")
+        assert many.last_landmark_batches[0] == (2, 1), many.last_landmark_batches
