@@ -414,6 +414,7 @@ def node_usage() -> str:
         ("hand/mesh, hand/markers", "visualization_msgs/MarkerArray for RViz"),
         ("hand/debug_image", "sensor_msgs/Image overlay"),
         ("/diagnostics", "diagnostic_msgs/DiagnosticArray"),
+        ("<ns>/image, <ns>/hand/...", "with cameras:=[wrist,head]: the topics above per camera namespace"),
     ], [(p.name, p.default, p.description + (" (read-only)" if p.read_only else "")) for p in PARAMS])
 
 
