@@ -78,6 +78,11 @@ def _add_estimator_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mano-root", type=Path, default=None, help="folder or file of the official MANO model")
     p.add_argument("--no-mesh", action="store_true", help="skip the MANO fit and mesh")
     p.add_argument("--with-mesh-json", action="store_true", help="include vertices and faces in the JSON")
+    p.add_argument("--model", default="mediapipe",
+                   help="where the 3D comes from: mediapipe (default) or a trained model "
+                        "(mano_regressor, zimmermann_brox, ...) given by --checkpoint")
+    p.add_argument("--checkpoint", type=Path, default=None, help="model file (.safetensors) of a trained --model")
+    p.add_argument("--lifter-2d", action="store_true", help="report the trained model's own 2D joints")
 
 
 def parse_K(text: str | None) -> np.ndarray | None:
@@ -103,7 +108,8 @@ def _make_estimator(args, tracking: bool):
     return HandPoseEstimator(
         max_hands=args.max_hands, backend=args.backend, device=args.device, variant=args.variant,
         mirrored=args.mirrored, tracking=tracking, fit_mano=fit, with_mesh=fit,
-        mano_root=str(args.mano_root) if args.mano_root else None,
+        mano_root=str(args.mano_root) if args.mano_root else None, model=args.model,
+        checkpoint=str(args.checkpoint) if args.checkpoint else None, lifter_2d=args.lifter_2d,
     )
 
 
