@@ -215,3 +215,56 @@ def test_node_refuses_a_bad_camera_list_and_says_why(tmp_path):
         rc = node.stop()
     assert rc == 1, node.log()[-2000:]
     assert "cameras: every namespace must appear once" in node.log()
+
+
+def test_camera_inputs_over_dds_compressed_topics_gather_and_latest_wins():
+    """MultiCameraInputs on a real rclpy node, fed over DDS from another participant (no
+    estimator): compressed topics per namespace, one cycle gathers the frames of both cameras
+    (waiting for a streaming camera's frame that is on its way), a silent camera is not waited
+    for, each camera keeps only its newest frame."""
+    from sensor_msgs.msg import CompressedImage
+
+    from hand_pose_ros.camera_inputs import MultiCameraInputs
+
+    def frame(sec: int) -> CompressedImage:
+        ok, jpg = cv2.imencode(".jpg", np.full((8, 8, 3), 100, np.uint8))
+        msg = CompressedImage(format="jpeg", data=jpg.tobytes())
+        msg.header.stamp.sec = sec
+        return msg
+
+    with listener("camera_inputs_host") as host, listener("camera_inputs_publisher") as cams:
+        cfg = {"image_transport": "compressed", "cameras_wait_s": 3.0}
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        multi = MultiCameraInputs(host.node, ["wrist", "arm/head"], cfg, qos, qos, qos, qos)
+        assert [c.image_topic for c in multi.cameras] == ["/wrist/image/compressed", "/arm/head/image/compressed"]
+        assert [c.pub_joints.topic_name for c in multi.cameras] == ["/wrist/hand/joints3d", "/arm/head/hand/joints3d"]
+        pubs = {n: cams.node.create_publisher(CompressedImage, f"{n}/image/compressed", qos) for n in ("wrist", "arm/head")}
+        assert cams.wait_until(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 20)
+
+        def stamps(items):
+            return {c.ns: item[0].header.stamp.sec for c, item in items}
+
+        # the first frame of 'arm/head': no other camera streams, nothing to wait for
+        pubs["arm/head"].publish(frame(2))
+        assert stamps(multi.take(10.0)) == {"arm/head": 2}
+        # both stream: 'arm/head's next frame is on its way when 'wrist's arrives: the cycle
+        # waits for it (at most cameras_wait_s) and takes both
+        later = threading.Timer(0.1, lambda: pubs["arm/head"].publish(frame(4)))
+        pubs["wrist"].publish(frame(3))
+        later.start()
+        assert stamps(multi.take(10.0)) == {"wrist": 3, "arm/head": 4}
+        later.join()
+        # 'arm/head' went silent (nothing for longer than 0.5 s): not waited for
+        time.sleep(0.8)
+        t0 = time.monotonic()
+        pubs["wrist"].publish(frame(5))
+        assert stamps(multi.take(10.0)) == {"wrist": 5} and time.monotonic() - t0 < 0.9 * cfg["cameras_wait_s"]
+        # latest wins per camera: two frames before a cycle, the newer one is taken, one dropped
+        head = multi.cameras[1]
+        n, dropped = head.slot.received, head.slot.dropped
+        for k, sec in enumerate((6, 7)):  # each delivered before the next (the DDS queue is depth 1 too)
+            pubs["arm/head"].publish(frame(sec))
+            assert host.wait_until(lambda: head.slot.received == n + k + 1, 10)
+        assert stamps(multi.take(10.0)) == {"arm/head": 7} and head.slot.dropped == dropped + 1
+        multi.close()
+        assert multi.take(0.1) is None
