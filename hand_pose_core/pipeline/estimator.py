@@ -20,6 +20,10 @@ Stages per frame (times in ``last_timings_ms``):
 Tracking (video): each hand's landmarks give the next frame's ROI; the palm detector runs
 only while fewer than ``max_hands`` hands are tracked (so a lost hand is re-detected on
 the next frame), and detections that overlap a tracked hand are dropped.
+
+Several images at once (``estimate_many``, e.g. the latest frames of several cameras): palm
+detection per image, the crops of all images in one landmark batch per pass (stage 2), then
+stages 3-4 per image with its own K; each stream (camera) keeps its own tracking state.
 """
 from __future__ import annotations
 
