@@ -11,10 +11,8 @@ from typing import Any
 
 
 class LatestSlot:
-    def __init__(self, cond: threading.Condition | None = None) -> None:
-        # cond: share one condition between several slots so that one worker can wait for any
-        # of them (hand_pose_ros.camera_inputs); a put notifies all its waiters
-        self._cond = cond if cond is not None else threading.Condition()
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
         self._item: Any = None
         self._has_item = False
         self._closed = False
@@ -28,7 +26,7 @@ class LatestSlot:
                 self.dropped += 1
             self._item, self._has_item = item, True
             self.received += 1
-            self._cond.notify_all()
+            self._cond.notify()
 
     def take(self, timeout: float | None = None) -> Any:
         """Wait for and remove the newest item; None on timeout or after :meth:`close`."""
@@ -36,18 +34,6 @@ class LatestSlot:
             if not self._cond.wait_for(lambda: self._has_item or self._closed, timeout):
                 return None
             if self._closed:
-                return None
-            item, self._item, self._has_item = self._item, None, False
-            return item
-
-    @property
-    def has_item(self) -> bool:
-        return self._has_item
-
-    def take_nowait(self) -> Any:
-        """Remove and return the newest item, or None when there is none (or after close)."""
-        with self._cond:
-            if not self._has_item or self._closed:
                 return None
             item, self._item, self._has_item = self._item, None, False
             return item

@@ -52,13 +52,6 @@ PARAMS: tuple[Param, ...] = (
     Param("refine_passes", 1, "extra landmark passes on crops re-framed from their own landmarks "
           "(new detections, fast motion); 0: MediaPipe's single pass", min_value=0, max_value=3),
     # --- input
-    Param("cameras", [], "camera namespaces served by this node (e.g. ['wrist', 'head']): each subscribes "
-          "<ns>/image (or <ns>/image/compressed) and <ns>/camera_info and publishes <ns>/hand/...; the "
-          "latest frames of all cameras share one landmark-network batch per cycle. Empty: the "
-          "single-camera topics image, camera_info, hand/...", read_only=True),
-    Param("cameras_wait_s", 0.01, "with several cameras: after a frame arrives, wait at most this long "
-          "for the other streaming cameras' frames so that they share the cycle's batch, s", min_value=0.0,
-          max_value=1.0),
     Param("image_transport", "raw", "raw: subscribe sensor_msgs/Image on 'image'; compressed: "
           "sensor_msgs/CompressedImage on 'image/compressed'", read_only=True, choices=("raw", "compressed")),
     Param("image_reliability", "best_effort", "QoS reliability of the image subscription (depth 1). "
@@ -67,6 +60,10 @@ PARAMS: tuple[Param, ...] = (
     Param("max_image_pixels", 7680 * 4320, "images with more pixels are refused (counted as too_large)", min_value=1),
     Param("frame_id", "", "override the output frame_id; empty: the image's header.frame_id"),
     Param("use_camera_info", True, "use camera_info intrinsics; false: always the default K (calibrated=0)"),
+    Param("cameras", "", "comma-separated camera namespaces served by this node (e.g. 'wrist,head': topics "
+          "wrist/image, wrist/camera_info, wrist/depth -> wrist/hand/joints3d, ...); the crops of all cameras' "
+          "latest frames go through the networks as one batch. Empty: one camera on image, camera_info, depth",
+          read_only=True),
     Param("use_depth", True, "fuse an aligned depth image from the 'depth' topic (sensor_msgs/Image 16UC1 mm "
           "or 32FC1 m, registered to the colour image) when one matches the image's stamp"),
     Param("depth_tolerance_s", 0.02, "largest stamp difference between an image and its depth image, s "
@@ -85,52 +82,23 @@ PARAMS: tuple[Param, ...] = (
 PARAMS_BY_NAME = {p.name: p for p in PARAMS}
 
 
-_NS_TOKEN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def declared_default(p: Param) -> Any:
-    """What to pass to ``declare_parameter``: list parameters are declared by type (rclpy infers
-    an empty list as a byte array, and the params-file parser skips ``[]``); see read_param."""
-    if isinstance(p.default, list):
-        from rclpy.parameter import Parameter
-
-        return Parameter.Type.STRING_ARRAY
-    return p.default
-
-
-def read_param(node, p: Param) -> Any:
-    """The parameter's value; a list parameter nobody set reads as its default (empty list)."""
-    from rclpy.exceptions import ParameterUninitializedException
-
-    try:
-        value = node.get_parameter(p.name).value
-    except ParameterUninitializedException:
-        return list(p.default)
-    return list(value) if isinstance(p.default, list) else value
-
-
-def check_camera_namespaces(value: Any) -> str | None:
-    """None when ``value`` is a list of distinct relative ROS namespaces ('wrist', 'arm/wrist')."""
-    names = list(value)
-    for ns in names:
-        if not isinstance(ns, str) or not all(_NS_TOKEN.match(t) for t in ns.split("/")):
-            return (f"cameras: {ns!r} is not a relative ROS namespace (letters, digits and '_', "
-                    "tokens separated by '/', not starting with a digit or '/')")
-    if len(set(names)) != len(names):
-        return f"cameras: every namespace must appear once, got {names}"
-    return None
-
-
 def check_value(p: Param, value: Any) -> str | None:
     """None when ``value`` is acceptable for ``p``, else the reason (for SetParametersResult).
 
     Numbers must be finite: NaN passes every range comparison, and inf overflows message fields
     (e.g. a marker lifetime), so both are refused for every numeric parameter.
     """
-    if p.name == "cameras":
-        return check_camera_namespaces(value)
     if isinstance(value, float) and not math.isfinite(value):
         return f"{p.name} must be a finite number, got {value!r}"
+    if p.name == "cameras":
+        names = [n.strip().strip("/") for n in str(value).split(",") if n.strip().strip("/")]
+        bad = [n for n in names if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*", n)]
+        if bad:
+            return f"cameras: {bad} are not valid ROS namespaces (letters, digits, _ and /, not starting with a digit)"
+        if len(set(names)) != len(names):
+            return f"cameras: {names} has duplicates"
+        if len(names) > 8:
+            return f"cameras: at most 8, got {len(names)}"
     if p.choices and value not in p.choices:
         return f"{p.name} must be one of {list(p.choices)}, got {value!r}"
     if p.min_value is not None and value < p.min_value:

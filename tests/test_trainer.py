@@ -373,3 +373,17 @@ def test_shipped_smoke_config_trains_on_rendered_synthetic_hands(tmp_path):
     ls = losses(r.stdout)
     assert len(ls) == 4 and ls[-1] < 0.6 * ls[0], f"loss did not fall: {ls}"
     assert "eval step 20 on val" in r.stdout and (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_init_from_a_model_file_for_fine_tuning(tmp_path, capsys):
+    rc, out, err = train_here(toy_config(tmp_path, "base", steps=10, log={"tensorboard": False}), capsys)
+    assert rc == 0, out + err
+    base = tmp_path / "base" / "model.safetensors"
+    cfg = toy_config(tmp_path, "ft", steps=1, optim={"name": "sgd", "lr": 1e-12, "momentum": 0.0},
+                     init=str(base), log={"tensorboard": False})
+    rc, out, err = train_here(cfg, capsys)
+    assert rc == 0 and f"init: weights from {base} (step 10 of its run)" in out, out + err
+    a, b = weights(base), weights(tmp_path / "ft" / "model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-9) for k in a)
+    rc, out, err = train_here(cfg, capsys, "task.model.width=4")
+    assert rc == 2 and "does not fit the configured model" in err and str(base) in err, err

@@ -82,6 +82,10 @@ def test_base_inheritance_and_loops(tmp_path):
     cfg = load_config(child)
     assert cfg["steps"] == 20 and cfg["data"]["batch_size"] == 4 and cfg["data"]["root"] == "/data/synth"
     assert cfg["task"]["model"] == {"backbone": "resnet18", "width": 2} and cfg["out"] == "runs/child"
+    # on the command line a mapping replaces a free-form dictionary, and merges into a section
+    cfg = load_config(child, ["task.model={width: 3}", "data.options={length: 5}", "optim={lr: 0.5}"])
+    assert cfg["task"]["model"] == {"width": 3} and cfg["data"]["options"] == {"length": 5}
+    assert cfg["optim"]["lr"] == 0.5 and cfg["optim"]["name"] == "adamw"
     write(tmp_path, "base: b.yaml\n", "a.yaml")
     write(tmp_path, "base: a.yaml\n", "b.yaml")
     with pytest.raises(ConfigError, match="loops"):

@@ -89,6 +89,8 @@ SCHEMA: dict = {
     "steps": Field(int, None, nullable=True, help="optimizer steps (overrides epochs)"),
     "epochs": Field(int, 1),
     "seed": Field(int, 0),
+    "init": Field(str, None, nullable=True, help="model file whose weights start the run (fine-tuning); "
+                  "not used when resuming"),
     "out": Field(str, None, nullable=True, help="run folder (default runs/<config name>)"),
     "device": Field(str, "auto", choices=("auto", "cpu", "cuda")),
     "sync_batchnorm": Field(bool, False, help="SyncBatchNorm under DDP"),
@@ -256,10 +258,37 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def _free_at(parts) -> bool:
+    """Whether the dotted path ``parts`` names a free-form dictionary (or lies inside one)."""
+    spec = SCHEMA
+    for p in parts:
+        if _is_free(spec):
+            return True
+        if not isinstance(spec, dict):
+            return False
+        spec = spec.get(p, spec.get("*"))
+        if spec is None:
+            return False
+    return _is_free(spec)
+
+
 def apply_overrides(cfg: dict, overrides) -> dict:
-    """Apply ``key=value`` strings (dotted keys) to ``cfg`` with the same checks as files."""
+    """Apply ``key=value`` strings (dotted keys) to ``cfg`` with the same checks as files.
+
+    A mapping given for a free-form key replaces it (``data.options={length: 100}`` drops the
+    file's other reader options); for a declared section it sets only the keys it names."""
     for text in overrides or ():
         key, value = parse_override(text)
+        parts = key.split(".")
+        if isinstance(value, dict) and _free_at(parts):
+            cfg = copy.deepcopy(cfg)
+            node = cfg
+            for p in parts[:-1]:
+                node = node.setdefault(p, {})
+                if not isinstance(node, dict):
+                    break
+            else:
+                node[parts[-1]] = {}
         nested = value
         for part in reversed(key.split(".")):
             nested = {part: nested}

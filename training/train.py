@@ -141,6 +141,8 @@ class Trainer:
         seed_all(cfg["seed"])  # the same initial weights on every rank and in every run
         model = self.task.build_model()
         self.model_name, self.model_cfg = model_identity(self.task, task_cfg)
+        if cfg["init"]:
+            self._init_from(model, cfg["init"])
         model = model.to(self.device)
         if info.distributed and cfg["sync_batchnorm"]:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -181,6 +183,24 @@ class Trainer:
         if info.is_main:
             (self.out / "config.yaml").write_text(dump(cfg))
         self.step = 0
+
+    def _init_from(self, model, path) -> None:
+        """Start from the weights of a model file (fine-tuning); same network and config required."""
+        from hand_pose_core.models.checkpoint import read_model_file
+
+        from .evaluate import resolve_model_file
+
+        path = resolve_model_file(path)
+        state, meta = read_model_file(path)
+        if meta["model_name"] != self.model_name:
+            raise ckpt.CheckpointError(f"init: model file {path} holds {meta['model_name']!r}, the config builds "
+                                       f"{self.model_name!r}")
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise ckpt.CheckpointError(f"init: model file {path} does not fit the configured model "
+                                       f"(task.model must match the file's model_cfg {meta['model_cfg']}): {err}") from err
+        self.log(f"init: weights from {path} (step {meta['extra'].get('step')} of its run)")
 
     # ------------------------------------------------------------------ state
     def _train_state(self) -> dict:

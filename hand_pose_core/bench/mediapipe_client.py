@@ -61,6 +61,21 @@ class MediaPipeSolution:
         return self._ask({"cmd": "time", "frames": self._files[key], "static": static, "warmup": warmup,
                           "max_hands": max_hands})["wall_ms"]
 
+    def load(self, key: str, frames: list[np.ndarray]) -> None:
+        path = os.path.join(self._tmp.name, f"{key}.npy")
+        np.save(path, np.stack(frames))
+        self._ask({"cmd": "load", "key": key, "frames": path})
+
+    def open(self, static: bool, max_hands: int = 1) -> int:
+        """A fresh MediaPipe ``Hands`` in the server; returns its id for :meth:`step`."""
+        return int(self._ask({"cmd": "open", "static": static, "max_hands": max_hands})["id"])
+
+    def step(self, hands_id: int, key: str, index: int) -> tuple[float, float]:
+        """Process frame ``index`` of the loaded set ``key``; (wall ms, process CPU ms) of the
+        call alone."""
+        res = self._ask({"cmd": "step", "id": hands_id, "key": key, "index": index})
+        return float(res["ms"]), float(res["cpu_ms"])
+
     def joints(self, video: Path, static: bool, step: int = 1) -> dict:
         return self._ask({"cmd": "joints", "video": str(video), "static": static, "step": step})["joints"]
 

@@ -5,12 +5,18 @@ MediaPipe is not a project dependency and cannot share the project's environment
 made by ``scripts/benchmark.sh``; or ``--mediapipe-python``) and this file runs there as a
 script. It imports nothing from the project.
 
-It serves requests so that the caller can interleave MediaPipe with its own runs in one
-process lifetime: one JSON object per stdin line, one ``MPJSON{...}`` line per answer.
+It serves requests so that the caller can interleave MediaPipe with its own runs frame by
+frame: one JSON object per stdin line, one ``MPJSON{...}`` line per answer.
 
+* ``{"cmd": "load", "key": "640x480", "frames": "F.npy"}``: keep the RGB frames of F.npy
+  (N, H, W, 3 uint8) under ``key``.
+* ``{"cmd": "open", "static": true, "max_hands": 1}``: a fresh ``Hands`` (legacy
+  ``mp.solutions.hands``, model_complexity 1); answers its ``id``.
+* ``{"cmd": "step", "id": 0, "key": "640x480", "index": 3}``: ``Hands.process`` on that frame;
+  answers the wall ms and the process CPU ms (all threads) of the call alone (the pipe
+  traffic is not timed).
 * ``{"cmd": "time", "frames": "F.npy", "static": true, "warmup": 5, "max_hands": 1}``:
-  wall ms per frame of ``Hands.process`` (legacy ``mp.solutions.hands``, model_complexity 1)
-  over the RGB frames in F.npy (N, H, W, 3 uint8); a fresh ``Hands`` per request.
+  wall ms per frame over all frames of F.npy in one go (a fresh ``Hands``).
 * ``{"cmd": "joints", "video": "V.mp4", "static": false, "step": 1}``: MediaPipe's 2D joints
   of the first hand per native frame (pixel-centre convention), keyed by frame index.
 * ``{"cmd": "quit"}``.
@@ -66,11 +72,23 @@ def serve(stdin=sys.stdin, stdout=sys.stdout) -> None:
     import mediapipe as mp
 
     print("MPJSON" + json.dumps({"ready": True, "version": mp.__version__}), file=stdout, flush=True)
+    sets, hands = {}, []
     for line in stdin:
         req = json.loads(line)
         if req["cmd"] == "quit":
             break
-        if req["cmd"] == "time":
+        if req["cmd"] == "load":
+            sets[req["key"]] = list(np.load(req["frames"]))
+            res = {"frames": len(sets[req["key"]])}
+        elif req["cmd"] == "open":
+            hands.append(_hands(bool(req["static"]), int(req.get("max_hands", 1))))
+            res = {"id": len(hands) - 1}
+        elif req["cmd"] == "step":
+            frame = sets[req["key"]][int(req["index"])]
+            c0, t0 = time.process_time(), time.perf_counter()
+            hands[int(req["id"])].process(frame)
+            res = {"ms": (time.perf_counter() - t0) * 1e3, "cpu_ms": (time.process_time() - c0) * 1e3}
+        elif req["cmd"] == "time":
             frames = list(np.load(req["frames"]))
             res = {"wall_ms": time_frames(frames, bool(req["static"]), int(req.get("warmup", 5)),
                                           int(req.get("max_hands", 1)))}

@@ -1,7 +1,8 @@
-"""``hand-pose bench multicam``: two cameras per cycle, ``HandPoseEstimator.estimate_many`` (the
-hand crops of both images in one landmark batch) against two sequential estimator calls (one
-estimator per camera), side by side in one run: in every cycle both variants run on the same two
-frames, alternating which goes first, so machine load hits both alike.
+"""``hand-pose bench multicam``: two cameras per cycle, the node's several-camera path
+(:class:`~hand_pose_core.pipeline.multi_stream.MultiStreamEstimator`: each network runs once per
+round on the inputs of both streams) against two sequential estimator calls (one estimator per
+camera), side by side in one run: in every cycle both variants run on the same two frames,
+alternating which goes first, so machine load hits both alike.
 
 Cameras: 'wrist' = the shared real video (620x1080, one hand), 'head' = the shared two-hand photo
 (720x382) panning 2 px per frame. Prints per-cycle end-to-end and landmark-stage medians (p90) and
@@ -45,38 +46,37 @@ def _stats(values) -> str:
 
 def run(frames: int, warmup: int, tracking: bool, backend: str) -> dict:
     from hand_pose_core.pipeline.estimator import HandPoseEstimator
+    from hand_pose_core.pipeline.multi_stream import MultiStreamEstimator
 
     video, head, K_wrist, K_head = _streams(frames + warmup)
     kw = dict(backend=backend, tracking=tracking)
-    batched = HandPoseEstimator(**kw)
+    batched = MultiStreamEstimator(HandPoseEstimator(**kw), 2)
     seq = [HandPoseEstimator(**kw), HandPoseEstimator(**kw)]
-    rec = {"batched": [], "sequential": [], "batched_landmark": [], "sequential_landmark": [],
-           "batched_calls": 0, "sequential_calls": 0, "crops": 0}
+    rec = {"batched": [], "sequential": [], "batched_calls": 0, "hands": 0}
     for i in range(frames + warmup):
         t_s = i / 30.0
         images, Ks = [video[i], head[i]], [K_wrist, K_head]
         order = ("batched", "sequential") if i % 2 == 0 else ("sequential", "batched")
         for variant in order:
             if variant == "batched":
-                calls0 = batched.counters["landmark_calls"]
+                calls0 = sum(batched.batcher.calls.values())
                 t0 = time.perf_counter()
-                hands = batched.estimate_many(images, Ks, timestamps_s=[t_s, t_s], streams=["wrist", "head"])
+                out = batched({k: (img, K, None, t_s) for k, (img, K) in enumerate(zip(images, Ks))})
                 dt = (time.perf_counter() - t0) * 1e3
-                lm = batched.last_timings_ms["landmark"]
-                calls = batched.counters["landmark_calls"] - calls0
+                errors = [r for r in out.values() if isinstance(r, Exception)]
+                if errors:
+                    raise errors[0]
+                calls = sum(batched.batcher.calls.values()) - calls0
+                n_hands = sum(len(h) for h in out.values())
             else:
-                calls0 = sum(e.counters["landmark_calls"] for e in seq)
                 t0 = time.perf_counter()
-                hands = [e(img, K, timestamp_s=t_s) for e, img, K in zip(seq, images, Ks)]
+                n_hands = sum(len(e(img, K, timestamp_s=t_s)) for e, img, K in zip(seq, images, Ks))
                 dt = (time.perf_counter() - t0) * 1e3
-                lm = sum(e.last_timings_ms["landmark"] for e in seq)
-                calls = sum(e.counters["landmark_calls"] for e in seq) - calls0
             if i >= warmup:
                 rec[variant].append(dt)
-                rec[f"{variant}_landmark"].append(lm)
-                rec[f"{variant}_calls"] += calls
                 if variant == "batched":
-                    rec["crops"] += sum(len(h) for h in hands)
+                    rec["batched_calls"] += calls
+                    rec["hands"] += n_hands
     return rec
 
 
@@ -97,11 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     info = machine.machine_info()
     print(machine.describe(info))
     rows = [f"Two cameras per cycle, {opts.frames} cycles per row after {opts.warmup} warm-up cycles, mesh on, "
-            "refine_passes 1; ms per cycle, median (p90). litert runs a batch item by item (its models have "
-            "batch 1 baked in), so only the other backends can gain from the shared batch.", "",
-            "| backend | mode | hands/cycle | 2 sequential calls | estimate_many (batched) | landmark stage: "
-            "sequential | batched | landmark calls/cycle: sequential | batched |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "refine_passes 1; ms per cycle, median (p90). Batched = MultiStreamEstimator (the node with "
+            "cameras:=wrist,head); network calls per cycle counted by its batcher (palm + landmark, refinement "
+            "included; two separate estimators make up to twice as many). litert runs a batch item by item "
+            "(its models have batch 1 baked in), so only the other backends can gain from the shared batch.", "",
+            "| backend | mode | hands/cycle | 2 sequential estimator calls | MultiStreamEstimator (batched) | "
+            "network calls/cycle, batched |",
+            "|---|---|---|---|---|---|"]
     print("\n".join(rows))
     for backend in opts.backends:
         for tracking in (True, False):
@@ -111,16 +113,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"| {backend} | unavailable: {exc} |", flush=True)
                 continue
             n = opts.frames
-            row = (f"| {backend} | {'tracking' if tracking else 'single images'} | {r['crops'] / n:.1f} | "
-                   f"{_stats(r['sequential'])} | {_stats(r['batched'])} | {_stats(r['sequential_landmark'])} | "
-                   f"{_stats(r['batched_landmark'])} | {r['sequential_calls'] / n:.2f} | {r['batched_calls'] / n:.2f} |")
+            row = (f"| {backend} | {'tracking' if tracking else 'single images'} | {r['hands'] / n:.1f} | "
+                   f"{_stats(r['sequential'])} | {_stats(r['batched'])} | {r['batched_calls'] / n:.2f} |")
             rows.append(row)
             print(row, flush=True)
     if not opts.no_append:
         out = opts.output or DEFAULT_DOC
-        append_report(out, "two cameras, estimate_many vs sequential calls",
+        append_report(out, "two cameras, one node's batched streams vs sequential calls",
                       "hand-pose bench multicam " + " ".join(shlex.quote(a) for a in argv), info,
-                      [("Several cameras: one shared landmark batch vs one estimator call per camera", rows)],
+                      [("Several cameras: networks batched over the streams vs one estimator call per camera", rows)],
                       machine.load_average())
         print(f"appended to {out}")
     return 0

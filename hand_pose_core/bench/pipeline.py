@@ -3,10 +3,15 @@ agreement with the reference landmarks of the shared video.
 
 Configurations: single images (tracking off: palm detector + landmarks on every frame) on
 640x480 and 256x256 frames, and video tracking on 640x480 frames; each with the MANO mesh
-(the default) and without. Each repeat times every configuration over the same consecutive
-frames, in a shuffled order, MediaPipe's included (its process stays up between requests), so
-all systems see the same load; the reported p50 is the median over repeats of each repeat's
-median, the p99 is over all frames of all repeats.
+(the default) and without. Interleaved frame by frame: for every frame index, every
+configuration (MediaPipe's included: its process keeps one ``Hands`` per mode and times each
+call alone) processes that frame, in a shuffled order, so load from other processes falls on
+all systems alike; each configuration keeps its own tracking state. A repeat starts every
+configuration fresh (new tracks, a new MediaPipe ``Hands``) after ``warmup`` untimed frames.
+The reported p50 is the median over repeats of each repeat's median; p99 over all frames.
+Besides wall time, the process CPU time of each call (all threads; MediaPipe's measured in its
+own process) is reported: on a machine shared with other work it shows the work done rather
+than the time spent waiting for a core.
 """
 from __future__ import annotations
 
@@ -48,44 +53,61 @@ def build(backends, device: str, precision: str, frame_sets: dict, mesh_options=
     return configs
 
 
-def _time_ours(cfg: PipeConfig, frames: list[np.ndarray], warmup: int) -> dict[str, list[float]]:
-    from hand_pose_core.pipeline.estimator import HandPoseEstimator
-
-    if cfg.estimator is None:
-        cfg.estimator = HandPoseEstimator(**cfg.kwargs)
+def _step_ours(cfg: PipeConfig, frame: np.ndarray, index: int, rec: dict | None) -> None:
     est = cfg.estimator
-    for i, f in enumerate(frames[:warmup]):
-        est(f, timestamp_s=i / 25.0)
-    est.reset()
-    rec: dict[str, list[float]] = {k: [] for k in (*STAGES, "wall")}
-    for i, f in enumerate(frames):
-        t0 = time.perf_counter()
-        est(f, timestamp_s=i / 25.0)
-        rec["wall"].append((time.perf_counter() - t0) * 1e3)
+    c0, t0 = time.process_time(), time.perf_counter()
+    est(frame, timestamp_s=index / 25.0)
+    wall = (time.perf_counter() - t0) * 1e3
+    cpu = (time.process_time() - c0) * 1e3
+    if rec is not None:
+        rec["wall"].append(wall)
+        rec["cpu"].append(cpu)
         for k in STAGES:
             rec[k].append(est.last_timings_ms.get(k, 0.0))
-    return rec
 
 
 def run(configs: list[PipeConfig], frame_sets: dict, repeats: int, warmup: int = 5,
         mediapipe=None, seed: int = 0) -> list[PipeConfig]:
-    """Time every configuration ``repeats`` times (shuffled order per repeat). With a
-    :class:`~.mediapipe_client.MediaPipeSolution`, its static and tracking modes join the
-    rotation. Returns the configurations (MediaPipe's appended)."""
+    """Time every configuration ``repeats`` times, interleaved frame by frame (shuffled order
+    per frame). With a :class:`~.mediapipe_client.MediaPipeSolution`, its static and tracking
+    modes join. Returns the configurations (MediaPipe's appended)."""
+    from hand_pose_core.pipeline.estimator import HandPoseEstimator
+
     configs = list(configs)
     if mediapipe is not None:
         for key in frame_sets:
+            mediapipe.load(key, frame_sets[key])
             for tracking in ((False, True) if key == "640x480" else (False,)):
                 configs.append(PipeConfig(f"MediaPipe {mediapipe.version}", key, tracking, None))
+    for cfg in configs:
+        if cfg.mesh is not None and cfg.estimator is None:
+            cfg.estimator = HandPoseEstimator(**cfg.kwargs)
     rng = np.random.default_rng(seed)
+    n = min(len(v) for v in frame_sets.values())
     for _ in range(repeats):
-        for i in rng.permutation(len(configs)):
-            cfg = configs[i]
-            frames = frame_sets[cfg.frames_key]
+        handles = {}
+        recs = []
+        for cfg in configs:
             if cfg.mesh is None:
-                cfg.rounds.append({"wall": mediapipe.time(frames, static=not cfg.tracking, warmup=warmup)})
+                handles[id(cfg)] = mediapipe.open(static=not cfg.tracking)
             else:
-                cfg.rounds.append(_time_ours(cfg, frames, warmup))
+                cfg.estimator.reset()
+            rec = {k: [] for k in (*STAGES, "wall", "cpu")}
+            cfg.rounds.append(rec)
+            recs.append(rec)
+        for index in range(-warmup, n):
+            i = index % n  # warm-up on the last frames, then time from the first
+            for j in rng.permutation(len(configs)):
+                cfg, rec = configs[j], (recs[j] if index >= 0 else None)
+                # tracking continues from the warm-up frames for both systems (MediaPipe's
+                # Hands cannot be reset): the jump to frame 0 makes both re-detect
+                if cfg.mesh is None:
+                    ms, cpu = mediapipe.step(handles[id(cfg)], cfg.frames_key, i)
+                    if rec is not None:
+                        rec["wall"].append(ms)
+                        rec["cpu"].append(cpu)
+                else:
+                    _step_ours(cfg, frame_sets[cfg.frames_key][i], i, rec)
     return configs
 
 
@@ -94,21 +116,23 @@ def p50(cfg: PipeConfig, key: str) -> float:
 
 
 def table(configs: list[PipeConfig]) -> list[str]:
-    """Markdown rows: per-stage p50 (ms), end-to-end wall p50/p99 and the ratio to MediaPipe
-    in the same input and mode."""
-    mp = {(c.frames_key, c.tracking): p50(c, "wall") for c in configs if c.mesh is None}
-    rows = ["| system | input | mode | mesh | palm | landmark | metric 3D | MANO fit | wall p50 | wall p99 | vs MediaPipe |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    """Markdown rows: per-stage p50 (ms), end-to-end wall p50/p99, CPU p50 and the ratios to
+    MediaPipe in the same input and mode."""
+    mp = {(c.frames_key, c.tracking): (p50(c, "wall"), p50(c, "cpu")) for c in configs if c.mesh is None}
+    rows = ["| system | input | mode | mesh | palm | landmark | metric 3D | MANO fit | wall p50 | wall p99 | "
+            "vs MediaPipe (wall) | CPU p50 | vs MediaPipe (CPU) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in configs:
-        wall = p50(c, "wall")
+        wall, cpu = p50(c, "wall"), p50(c, "cpu")
         p99 = summarize([v for r in c.rounds for v in r["wall"]])["p99"]
         ref = mp.get((c.frames_key, c.tracking))
-        ratio = f"{wall / ref:.2f}x" if ref and c.mesh is not None else ""
+        ratio = f"{wall / ref[0]:.2f}x" if ref and c.mesh is not None else ""
+        ratio_cpu = f"{cpu / ref[1]:.2f}x" if ref and c.mesh is not None and ref[1] > 0 else ""
         stages = ([f"{p50(c, k):.1f}" for k in ("palm", "landmark", "metric3d", "mano")]
                   if c.mesh is not None else ["", "", "", ""])
         mesh = "-" if c.mesh is None else ("yes" if c.mesh else "no")
         rows.append(f"| {c.system} | {c.frames_key} | {c.mode} | {mesh} | " + " | ".join(stages)
-                    + f" | **{wall:.1f}** | {p99:.1f} | {ratio} |")
+                    + f" | **{wall:.1f}** | {p99:.1f} | {ratio} | {cpu:.1f} | {ratio_cpu} |")
     return rows
 
 

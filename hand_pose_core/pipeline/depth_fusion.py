@@ -174,6 +174,8 @@ class DepthFusionConfig:
     model_slack_m: float = 0.012  # offset-model and network errors on top of the sensor noise
     prior_sigma_m: float = 0.015  # the network's per-joint relative depth error
     joint_gate_m: float = 0.035   # a joint's own reading is used within this of the scaled RGB depth
+    neighbour_readings: bool = True  # joints without a reading use the bone points next to them
+    neighbour_sigma_m: float = 0.006  # extra uncertainty of a reading moved from a bone point
     scale_range: tuple[float, float] = (0.5, 2.0)
     min_inliers: int = 6
     min_inlier_fraction: float = 0.4
@@ -244,8 +246,30 @@ def fuse_hand_depth(joints_cam_m, uv_px, depth_m: np.ndarray, K,
     # (farther: background behind a joint off the silhouette; nearer: a finger in front of it)
     with np.errstate(invalid="ignore"):
         joint_ok = ok[:21] & (np.abs(z_meas[:21] - z_prior) <= cfg.joint_gate_m)
-    w_meas = np.where(joint_ok, 1.0 / sig_m ** 2, 0.0)
-    z_j = (w_prior * z_prior + w_meas * np.nan_to_num(z_meas[:21])) / (w_prior + w_meas)
+    z_obs = np.where(joint_ok, z_meas[:21], np.nan)
+    sig_obs = sig_m.copy()
+    if cfg.neighbour_readings:
+        # a joint without its own reading (its 2D point just off the finger, a hole) takes the
+        # readings of the bone points next to it, moved to the joint by the scaled RGB depth
+        # difference between point and joint
+        with np.errstate(invalid="ignore"):
+            near_ok = ok & (np.abs(z_meas - s * z_s) <= cfg.joint_gate_m)
+        nb = cfg.bone_points
+        for j in np.flatnonzero(~joint_ok):
+            est = []
+            # on each bone at the joint, the agreeing point nearest to the joint
+            runs = [[21 + b * nb + k for k in range(nb - 1, -1, -1)] for b in np.flatnonzero(bones[:, 1] == j)]
+            runs += [[21 + b * nb + k for k in range(nb)] for b in np.flatnonzero(bones[:, 0] == j)]
+            for run in runs:
+                i = next((i for i in run if near_ok[i]), None)
+                if i is not None:
+                    est.append(z_meas[i] - s * (z_s[i] - z_rgb[j]))
+            if est:
+                z_obs[j] = float(np.median(est))
+                sig_obs[j] = np.hypot(sig_m[j], cfg.neighbour_sigma_m)
+    has_obs = np.isfinite(z_obs)
+    w_meas = np.where(has_obs, 1.0 / sig_obs ** 2, 0.0)
+    z_j = (w_prior * z_prior + w_meas * np.nan_to_num(z_obs)) / (w_prior + w_meas)
     # on the rays of the detected 2D joints: the landmark network's 2D is more precise than the
     # lateral position of its 3D joints, so the fused joints reproject exactly onto uv_px
     result.joints_cam_m = unproject(uv, z_j, K)

@@ -20,10 +20,6 @@ Stages per frame (times in ``last_timings_ms``):
 Tracking (video): each hand's landmarks give the next frame's ROI; the palm detector runs
 only while fewer than ``max_hands`` hands are tracked (so a lost hand is re-detected on
 the next frame), and detections that overlap a tracked hand are dropped.
-
-Several images at once (``estimate_many``, e.g. the latest frames of several cameras): palm
-detection per image, the crops of all images in one landmark batch per pass (stage 2), then
-stages 3-4 per image with its own K; each stream (camera) keeps its own tracking state.
 """
 from __future__ import annotations
 
@@ -124,9 +120,6 @@ def _to_batch(crops: list[np.ndarray]) -> np.ndarray:
     return np.stack(crops).transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1.0 / 255.0)
 
 
-_ALL = object()  # reset(): every stream
-
-
 @dataclass
 class _Track:
     roi: Roi
@@ -138,22 +131,6 @@ class _Track:
     lift_std: object = None  # the lifter's per-joint uncertainty (m), if any
     scale_px: float = 0.0
     filters: dict = field(default_factory=dict)
-
-
-@dataclass
-class _Frame:
-    """One image of an estimator call, through its stages."""
-    image: np.ndarray
-    K: np.ndarray
-    calibrated: bool
-    depth_m: object
-    t_s: float
-    stream: object  # None: __call__'s tracking state; else the estimate_many stream key
-    timings: dict
-    candidates: list
-    results: list = field(default_factory=list)
-    hands: list = field(default_factory=list)
-    frame_t: object = None  # the frame on the pre-processing device (torch pre-processing)
 
 
 class HandPoseEstimator:
@@ -288,21 +265,18 @@ class HandPoseEstimator:
 
             self._fitter = ManoFitter(mano_root=mano_root,
                                       device=device if device != "auto" else "cpu")
-        self._tracks: list[_Track] = []  # __call__'s tracking state
-        self._stream_tracks: dict = {}  # estimate_many's, per stream (camera)
+        self._tracks: list[_Track] = []
         self.last_timings_ms: dict[str, float] = {}
-        self.last_timings_ms_per_image: list[dict[str, float]] = []
-        self.last_landmark_batches: list[tuple[int, ...]] = []
-        # running totals: estimator calls (__call__ or estimate_many), images, landmark-network
-        # calls, crops in them, and calls whose batch held crops of more than one image
-        self.counters = {"calls": 0, "images": 0, "landmark_calls": 0, "landmark_crops": 0,
-                         "landmark_calls_multi_image": 0}
 
     @property
     def lifter(self):
         """The trained model's :class:`~.lifters.Lifter` (None with ``model='mediapipe'``); its
         attributes (e.g. a sampling model's number of hypotheses) can be changed here."""
         return self._lifter
+
+    def reset(self) -> None:
+        """Forget tracked hands (call between unrelated videos)."""
+        self._tracks = []
 
     # -- stages ------------------------------------------------------------------------
     def detect_palms(self, image_rgb: np.ndarray) -> list[tuple[float, Roi]]:
@@ -319,29 +293,16 @@ class HandPoseEstimator:
         dets = unletterbox_detections(dets, m)
         return [(d.score, palm_to_roi(d.box_px, d.keypoints_px)) for d in dets]
 
-    def _landmarks(self, crops_of: list[tuple["_Frame", Roi]], runner=None):
-        """One landmark-network call over the crops of (frame, ROI) pairs (any frames)."""
-        n = len(crops_of)
-        if any(f.frame_t is not None for f, _ in crops_of):
-            import torch
-
+    def _landmarks(self, image_rgb: np.ndarray, rois: list[Roi], runner=None):
+        if self._frame_t is not None:
             from .torch_preprocess import crop_rois_torch
 
-            # consecutive pairs of one frame are sampled together; the order is kept
-            parts, k = [], 0
-            while k < n:
-                f = crops_of[k][0]
-                m = k
-                while m < n and crops_of[m][0] is f:
-                    m += 1
-                parts.append(crop_rois_torch(f.frame_t, [r for _, r in crops_of[k:m]]))
-                k = m
-            x = parts[0] if len(parts) == 1 else torch.cat(parts)
+            x = crop_rois_torch(self._frame_t, rois)
         else:
-            x = _to_batch([crop_roi(f.image, r)[0] for f, r in crops_of])
+            x = _to_batch([crop_roi(image_rgb, r)[0] for r in rois])
         lm, presence, p_right, world = _run_network(runner or self._landmark, x)[:4]
-        return (np.asarray(lm).reshape(n, 21, 3), np.asarray(presence).reshape(-1),
-                np.asarray(p_right).reshape(-1), np.asarray(world).reshape(n, 21, 3))
+        return (np.asarray(lm).reshape(len(rois), 21, 3), np.asarray(presence).reshape(-1),
+                np.asarray(p_right).reshape(-1), np.asarray(world).reshape(len(rois), 21, 3))
 
     # -- main entry ----------------------------------------------------------------------
     def __call__(self, image_rgb: np.ndarray, K: np.ndarray | None = None,
@@ -354,72 +315,9 @@ class HandPoseEstimator:
         where there is no reading (REP 118); it sets each hand's distance (``Hand.depth_used``).
         timestamp_s: capture time for smoothing (default: the host clock).
         """
-        t_start = time.perf_counter()
-        frame = self._prepare(image_rgb, K, depth, timestamp_s, None)
-        self._run_frames([frame])
-        frame.timings["total"] = (time.perf_counter() - t_start) * 1e3
-        self.last_timings_ms = frame.timings
-        return frame.hands
-
-    def estimate_many(self, images_rgb: list[np.ndarray], Ks: list | None = None,
-                      depths: list | None = None, timestamps_s: list | None = None,
-                      streams: list | None = None) -> list[list[Hand]]:
-        """Estimate the hands in several images (e.g. the latest frames of several cameras) with
-        the crops of ALL images in one landmark-network batch per pass (palm detection and the
-        later stages run per image). Returns one list of hands per image, each equal to what
-        ``__call__`` gives for that image alone with the same tracking state.
-
-        streams: one hashable key per image (e.g. the camera name) naming whose tracking state
-        (tracked hands, smoothing filters, MANO warm start) the image continues; keys must be
-        distinct within a call. None: ``0, 1, ...`` by position. The state of ``__call__`` is
-        separate from every stream's. Ks, depths, timestamps_s: per image, as in ``__call__``
-        (None: None for every image).
-
-        ``last_timings_ms`` then holds the stage times summed over the images (``landmark``:
-        the shared batches) and ``last_timings_ms_per_image`` each image's own (its
-        ``landmark`` is the shared batch time); ``last_landmark_batches`` lists, per landmark
-        network call of this call, how many crops each image had in it.
-        """
-        n = len(images_rgb)
-        if streams is None:
-            streams = list(range(n))
-        for name, v in (("Ks", Ks), ("depths", depths), ("timestamps_s", timestamps_s),
-                        ("streams", streams)):
-            if v is not None and len(v) != n:
-                raise ValueError(f"{name} has {len(v)} entries for {n} images")
-        if len(set(streams)) != len(streams):
-            raise ValueError(f"streams must be distinct within one call, got {list(streams)}")
-        t_start = time.perf_counter()
-        frames = [self._prepare(img, None if Ks is None else Ks[i],
-                                None if depths is None else depths[i],
-                                None if timestamps_s is None else timestamps_s[i], streams[i])
-                  for i, img in enumerate(images_rgb)]
-        self._run_frames(frames)
-        total: dict[str, float] = {}
-        for f in frames:
-            for k, v in f.timings.items():
-                total[k] = total.get(k, 0.0) + (0.0 if k == "landmark" else v)
-        total["landmark"] = frames[0].timings["landmark"] if frames else 0.0
-        total["total"] = (time.perf_counter() - t_start) * 1e3
-        self.last_timings_ms = total
-        self.last_timings_ms_per_image = [f.timings for f in frames]
-        return [f.hands for f in frames]
-
-    def reset(self, stream=_ALL) -> None:
-        """Forget tracked hands (call between unrelated videos). ``stream``: only that stream's
-        (``None``: ``__call__``'s); default: every stream's."""
-        if stream is _ALL:
-            self._tracks = []
-            self._stream_tracks = {}
-        elif stream is None:
-            self._tracks = []
-        else:
-            self._stream_tracks.pop(stream, None)
-
-    def _prepare(self, image_rgb, K, depth, timestamp_s, stream) -> "_Frame":
-        """Check the inputs of one image and start it from its stream's tracked hands."""
         from ..camera import resolve_intrinsics
 
+        t_start = time.perf_counter()
         validate_image(image_rgb)
         h, w = image_rgb.shape[:2]
         K, calibrated = resolve_intrinsics(K, w, h)
@@ -432,62 +330,36 @@ class HandPoseEstimator:
 
             depth_m = depth_to_metres(depth, (h, w))
         t_s = time.monotonic() if timestamp_s is None else float(timestamp_s)
+        self._frame_t = self._uploader.upload(image_rgb) if self._uploader is not None else None
+        try:
+            return self._estimate(image_rgb, K, calibrated, t_s, t_start, depth_m)
+        finally:
+            self._frame_t = None
+
+    def _estimate(self, image_rgb, K, calibrated, t_s, t_start, depth_m=None) -> list[Hand]:
         timings = {"palm": 0.0, "landmark": 0.0, "metric3d": 0.0, "mano": 0.0}
         if depth_m is not None:
             timings["depth"] = 0.0
-        tracks = self._tracks if stream is None else self._stream_tracks.get(stream, [])
-        return _Frame(image=image_rgb, K=K, calibrated=bool(calibrated), depth_m=depth_m, t_s=t_s,
-                      stream=stream, timings=timings,
-                      candidates=list(tracks) if self.tracking else [])
-
-    def _run_frames(self, frames: list["_Frame"]) -> None:
-        """Palms per image, the landmark batches over all images' crops, then the per-image
-        stages; fills each frame's ``hands`` and ``timings`` and stores its stream's tracks."""
-        if self._uploader is not None:  # torch pre-processing: each frame uploaded once
-            for f in frames:
-                f.frame_t = self._uploader.upload(f.image)
-        try:
-            self._run_frames_uploaded(frames)
-        finally:
-            for f in frames:
-                f.frame_t = None
-
-    def _run_frames_uploaded(self, frames: list["_Frame"]) -> None:
-        for f in frames:
-            if len(f.candidates) < self.max_hands:
-                t0 = time.perf_counter()
-                tracked_bounds = [roi_bounds(t.roi) for t in f.candidates]
-                self._frame_t = f.frame_t  # detect_palms' torch input
-                try:
-                    palms = self.detect_palms(f.image)
-                finally:
-                    self._frame_t = None
-                for _score, roi in palms:
-                    if len(f.candidates) >= self.max_hands:
-                        break
-                    b = roi_bounds(roi)
-                    if any(_iou(b, tb) > TRACK_DEDUP_IOU for tb in tracked_bounds):
-                        continue
-                    f.candidates.append(_Track(roi=roi, p_right=float("nan"), from_palm=True))
-                f.timings["palm"] = (time.perf_counter() - t0) * 1e3
-        self.last_landmark_batches = []
-        if any(f.candidates for f in frames):
+        tracks = self._tracks if self.tracking else []
+        candidates: list[_Track] = list(tracks)
+        if len(tracks) < self.max_hands:
             t0 = time.perf_counter()
-            per_frame = self._track_landmarks(frames)
-            dt = (time.perf_counter() - t0) * 1e3
-            for f, found in zip(frames, per_frame):
-                f.results = self._dedup(found)
-                if f.candidates:
-                    f.timings["landmark"] = dt
-        self.counters["calls"] += 1
-        self.counters["images"] += len(frames)
-        for f in frames:
-            self._finish(f)
+            tracked_bounds = [roi_bounds(t.roi) for t in tracks]
+            for _score, roi in self.detect_palms(image_rgb):
+                if len(candidates) >= self.max_hands:
+                    break
+                b = roi_bounds(roi)
+                if any(_iou(b, tb) > TRACK_DEDUP_IOU for tb in tracked_bounds):
+                    continue
+                candidates.append(_Track(roi=roi, p_right=float("nan"), from_palm=True))
+            timings["palm"] = (time.perf_counter() - t0) * 1e3
 
-    def _finish(self, f: "_Frame") -> None:
-        """Lifter, metric placement, depth, MANO fit and the Hand objects of one image."""
-        image_rgb, K, depth_m, t_s, timings = f.image, f.K, f.depth_m, f.t_s, f.timings
-        results = f.results
+        results: list[tuple[_Track, float, np.ndarray, np.ndarray]] = []
+        if candidates:
+            t0 = time.perf_counter()
+            results = self._dedup(self._track_landmarks(image_rgb, candidates))
+            timings["landmark"] = (time.perf_counter() - t0) * 1e3
+
         if self._lifter is not None and results:
             t0 = time.perf_counter()
             results = self._lift(image_rgb, results)
@@ -509,6 +381,7 @@ class HandPoseEstimator:
                 continue
             placed.append((c, presence, uv, world_m, placement, joints_px))
         timings["metric3d"] = (time.perf_counter() - t0) * 1e3
+
         fusions = [None] * len(placed)
         if depth_m is not None and placed:
             t0 = time.perf_counter()
@@ -538,7 +411,7 @@ class HandPoseEstimator:
             side, side_score = side_from_handedness(c.p_right, self.mirrored)
             joints_3d = np.asarray(placement.joints_cam_m, np.float32)
             hand = Hand(side=side, score=presence, joints_2d=np.asarray(uv, np.float32),
-                        joints_3d=joints_3d, calibrated=f.calibrated,
+                        joints_3d=joints_3d, calibrated=bool(calibrated),
                         handedness_score=float(side_score), roi=tuple(float(v) for v in c.roi),
                         world_m=np.asarray(world_m, np.float32), joints_std_m=c.lift_std)
             hand.extras["reproj_err_px"] = float(placement.reproj_err_px)
@@ -562,43 +435,41 @@ class HandPoseEstimator:
             c.roi = landmarks_to_roi(joints_px)
             new_tracks.append(c)
 
-        new_tracks = new_tracks if self.tracking else []
-        if f.stream is None:
-            self._tracks = new_tracks
-        else:
-            self._stream_tracks[f.stream] = new_tracks
-        f.hands = hands
+        self._tracks = new_tracks if self.tracking else []
+        timings["total"] = (time.perf_counter() - t_start) * 1e3
+        self.last_timings_ms = timings
+        return hands
 
-    def _track_landmarks(self, frames: list["_Frame"]):
-        """Landmarks for the candidate ROIs of all frames in one batch, then (``refine_passes``)
-        one more batch for those whose landmark-derived ROI differs notably from the crop's ROI.
-        Returns, per frame, [(track, presence, joints_px [21,3], world_m [21,3])] for present
-        hands; each track's ``roi`` is the ROI its landmarks came from."""
-        found: dict[tuple[int, int], tuple] = {}
-        todo = [(fi, i) for fi, f in enumerate(frames) for i in range(len(f.candidates))]
-        rois = {key: frames[key[0]].candidates[key[1]].roi for key in todo}
+    def _track_landmarks(self, image_rgb: np.ndarray, candidates: list[_Track]):
+        """Landmarks for all candidate ROIs in one batch, then (``refine_passes``) one more
+        batch for those whose landmark-derived ROI differs notably from the crop's ROI.
+        Returns [(track, presence, joints_px [21,3], world_m [21,3])] for present hands;
+        each track's ``roi`` is the ROI its landmarks came from."""
+        found: dict[int, tuple] = {}
+        todo = list(range(len(candidates)))
+        rois = {i: candidates[i].roi for i in todo}
         for it in range(1 + self.refine_passes):
             if not todo:
                 break
             if it == 0 and self._coarse is not self._landmark:
                 # new palm crops only need framing on this pass: the (cheaper) coarse network
-                groups = [[k for k in todo if not frames[k[0]].candidates[k[1]].from_palm],
-                          [k for k in todo if frames[k[0]].candidates[k[1]].from_palm]]
+                groups = [[i for i in todo if not candidates[i].from_palm],
+                          [i for i in todo if candidates[i].from_palm]]
                 runners = [self._landmark, self._coarse]
             else:
                 groups, runners = [todo], [self._landmark]
             nxt = []
             for group, runner in zip(groups, runners):
                 if group:
-                    nxt += self._landmark_pass(frames, group, rois, runner, it, found, len(frames))
+                    nxt += self._landmark_pass(image_rgb, candidates, group, rois, runner, it, found)
             todo = nxt
-        out = [[] for _ in frames]
-        for (fi, i), (presence, joints_px, world_m, p, roi) in sorted(found.items()):
-            c = frames[fi].candidates[i]
+        out = []
+        for i, (presence, joints_px, world_m, p, roi) in sorted(found.items()):
+            c = candidates[i]
             c.roi, c.from_palm = roi, False
             c.p_right = p if not np.isfinite(c.p_right) else (
                 (1 - HANDEDNESS_EMA) * c.p_right + HANDEDNESS_EMA * p)
-            out[fi].append((c, presence, joints_px, world_m))
+            out.append((c, presence, joints_px, world_m))
         return out
 
     def _lift(self, image_rgb: np.ndarray, results):
@@ -625,29 +496,21 @@ class HandPoseEstimator:
             lifted.append((c, presence, joints_px, world))
         return lifted
 
-    def _landmark_pass(self, frames, todo, rois, runner, it, found, n_frames) -> list:
-        """One landmark batch over the (frame, candidate) keys ``todo``; fills ``found`` and
-        returns the keys whose crop should be re-made from their landmarks and re-run."""
-        lm, presence, p_right, world = self._landmarks([(frames[fi], rois[(fi, i)]) for fi, i in todo], runner)
-        per_image = [0] * n_frames
-        for fi, _ in todo:
-            per_image[fi] += 1
-        self.last_landmark_batches.append(tuple(per_image))
-        self.counters["landmark_calls"] += 1
-        self.counters["landmark_crops"] += len(todo)
-        self.counters["landmark_calls_multi_image"] += int(sum(n > 0 for n in per_image) > 1)
+    def _landmark_pass(self, image_rgb, candidates, todo, rois, runner, it, found) -> list[int]:
+        """One landmark batch over ``todo``; fills ``found`` and returns the indices whose
+        crop should be re-made from their landmarks and re-run."""
+        lm, presence, p_right, world = self._landmarks(image_rgb, [rois[i] for i in todo], runner)
         nxt = []
-        for k, key in enumerate(todo):
+        for k, i in enumerate(todo):
             if not is_present(presence[k], self.min_presence_score):
                 continue  # lost (tracked), false palm (new), or a refinement that lost it
-            fi, i = key
-            joints_px = crop_to_image_landmarks(lm[k], rois[key])
-            found[key] = (float(presence[k]), joints_px, rotate_world_to_image(world[k], rois[key]),
-                          float(p_right[k]), rois[key])
+            joints_px = crop_to_image_landmarks(lm[k], rois[i])
+            found[i] = (float(presence[k]), joints_px, rotate_world_to_image(world[k], rois[i]),
+                        float(p_right[k]), rois[i])
             new_roi = landmarks_to_roi(joints_px)
-            if (it == 0 and frames[fi].candidates[i].from_palm) or roi_changed(rois[key], new_roi):
-                rois[key] = new_roi
-                nxt.append(key)
+            if (it == 0 and candidates[i].from_palm) or roi_changed(rois[i], new_roi):
+                rois[i] = new_roi
+                nxt.append(i)
         return nxt
 
     @staticmethod

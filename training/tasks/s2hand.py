@@ -13,7 +13,7 @@ Config (the ``task`` section; all optional):
                                       # the stage-wise schedule, or `hand-pose adapt`
     loss_weights: {joints_2d: 1.0, bone_prior: 0.1, angle_prior: 1.0, pose_reg: 0.001,
                    shape_reg: 0.001, consistency: 0.1, silhouette: 0.5, joints_3d: 0.0}
-    silhouette: {size_px: 64, sigma_px: 0.5}
+    silhouette: {size_px: 64, sigma_px: 0.25}
 
 Losses (:mod:`training.losses`):
 
@@ -91,7 +91,7 @@ class S2HandTask:
         self.weights = {**DEFAULT_WEIGHTS, **weights}
         sil = dict(cfg.pop("silhouette", None) or {})
         self.sil_size = int(sil.pop("size_px", 64))
-        self.sil_sigma = float(sil.pop("sigma_px", 0.5))
+        self.sil_sigma = float(sil.pop("sigma_px", 0.25))
         if sil:
             raise ValueError(f"s2hand: unknown silhouette options {sorted(sil)}")
         cfg.pop("name", None)
