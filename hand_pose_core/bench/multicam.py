@@ -110,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 r = run(opts.frames, opts.warmup, tracking, backend)
             except Exception as exc:  # a backend that is not installed: say so, go on
-                print(f"| {backend} | unavailable: {exc} |", flush=True)
-                continue
+                row = f"| {backend} | unavailable: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__} |"
+                rows.append(row)
+                print(row, flush=True)
+                break
             n = opts.frames
             row = (f"| {backend} | {'tracking' if tracking else 'single images'} | {r['hands'] / n:.1f} | "
                    f"{_stats(r['sequential'])} | {_stats(r['batched'])} | {r['batched_calls'] / n:.2f} |")
