@@ -4,6 +4,7 @@
                     [--device cpu|cuda] [--precision fp32,fp16] [--frames N] [--video PATH]
                     [--repeat N] [--runs N] [--accuracy] [--mediapipe-python PY] [--no-append]
     hand-pose bench fit [--hands 1 2]            MANO fit alone (synthetic model)
+    hand-pose bench multicam [--frames N]        two cameras: estimate_many vs two calls (:mod:`.multicam`)
     hand-pose bench transport [...]              ROS 2 image transport (hand_pose_ros; needs rclpy)
 
 Networks (:mod:`.networks`): p50/p99 latency and throughput of the palm and landmark networks
@@ -100,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"hand-pose bench transport needs the ROS 2 package (rclpy): {exc}", file=sys.stderr)
             return 2
         return transport_main(argv[1:])
+    if argv[:1] == ["multicam"]:
+        from .multicam import main as multicam_main
+
+        return multicam_main(argv[1:])
     if argv[:1] == ["fit"]:
         from .fit import main as fit_main
 
