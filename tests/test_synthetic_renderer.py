@@ -262,3 +262,25 @@ def test_fork_after_rendering_works_without_llvmpipe_threads(renderer):
             p.kill()
             pytest.fail("forked child hung while rendering")
         assert p.exitcode == 0 and parent.recv() == 100
+
+
+def test_torchvision_imports_after_a_render_in_the_same_process():
+    """Rendering first and importing torchvision (torch._dynamo -> triton) afterwards must not
+    crash: `import triton` after a Mesa EGL context segfaulted (exit -11) before the renderer
+    imported triton ahead of its context."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from training.synthetic.renderer import Renderer\n"
+        "verts = np.array([[-0.1, -0.1, 1.0], [0.1, -0.1, 1.0], [0.0, 0.1, 1.0]], np.float32)\n"
+        "K = np.array([[60.0, 0, 31.5], [0, 60.0, 31.5], [0, 0, 1]])\n"
+        "out = Renderer(64, 64).render(verts, np.array([[0, 1, 2]]), K)\n"
+        "assert out.mask.sum() > 0\n"
+        "import torch._dynamo, torchvision\n"
+        "print('imported after render')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    assert "imported after render" in proc.stdout

@@ -134,6 +134,21 @@ class RenderResult(NamedTuple):
     depth_m: np.ndarray  # (H, W) float32, camera z of the surface, 0 = none
 
 
+def _import_triton_first() -> None:
+    """Import triton (if installed) before the first EGL context.
+
+    Measured here (torch 2.15 CUDA wheels with triton, Mesa EGL, 2026-11-25): once a Mesa EGL
+    context exists, ``import triton`` segfaults the process, and torch imports triton lazily
+    (``torch._dynamo``, pulled in by torchvision and by ``torch.compile``). A training process
+    that renders synthetic hands before it first imports torchvision would crash. Importing
+    triton first avoids it (tests/test_synthetic_renderer.py checks the order in a subprocess).
+    """
+    try:
+        import triton  # noqa: F401
+    except Exception:  # not installed (CPU-only torch) or broken: nothing to protect then
+        pass
+
+
 def k_to_clip(K, width: int, height: int, near: float = NEAR_M, far: float = FAR_M) -> np.ndarray:
     """4x4 matrix taking camera-frame points (x, y, z, 1) to OpenGL clip coordinates.
 
@@ -227,6 +242,7 @@ class Renderer:
         except ImportError as err:  # pragma: no cover - dependency is in install_requires
             raise RendererError("moderngl is not installed (pip install moderngl)") from err
         os.environ.setdefault("LP_NUM_THREADS", "0")  # see "Threads" in the module docstring
+        _import_triton_first()
         try:
             ctx = moderngl.create_standalone_context(backend="egl")
         except Exception as err:  # moderngl raises plain Exception for EGL failures
