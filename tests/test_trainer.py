@@ -235,7 +235,8 @@ def test_resume_refuses_corrupt_checkpoint_and_auto_falls_back(tmp_path, capsys)
     assert rc == 2 and "step_00000004/manifest.json is corrupt or truncated" in err, err
     rc, out, err = train_here(cfg, capsys, "--resume", str(tmp_path / "c"))  # a run folder: none valid
     assert rc == 2 and "no valid checkpoint" in err, err
-    os.rename(ck / "step_00000004", ck / "step_00000002")  # (a valid one, see below)
+    assert all((ck / f"step_{s:08d}.refused").is_dir() for s in (4, 8, 12))  # moved aside, kept
+    os.rename(ck / "step_00000004.refused", ck / "step_00000002")  # (a valid one, see below)
     (ck / "step_00000002" / "manifest.json").unlink()
     rc, out, err = train_here(cfg, capsys, "--resume", str(ck / "step_00000002"))
     assert rc == 2 and "step_00000002 is incomplete" in err, err
@@ -256,6 +257,10 @@ def test_resume_refuses_corrupt_checkpoint_and_auto_falls_back(tmp_path, capsys)
     assert re.search(r"refusing checkpoint \S+step_00000012: .*corrupt.*falling back.*step_00000008", out), out
     assert re.search(r"resumed from \S+step_00000008: step 8", out), out
     assert "config differs from the checkpoint's in steps" in out
+    # the refused ones were moved aside (kept for inspection, no longer checkpoints)
+    assert (ck / "step_00000016.refused").is_dir() and (ck / "step_00000012.refused").is_dir()
+    assert sorted(p.name for p in ck.iterdir() if p.name.startswith("step_") and "." not in p.name) == [
+        "step_00000004", "step_00000008", "step_00000012", "step_00000016", "step_00000018"]
 
 
 def test_evaluate_cli_writes_metrics_and_refuses_bad_files(tmp_path, capsys):

@@ -330,13 +330,16 @@ def resume_root(spec: str, out_dir) -> Path:
     return p
 
 
-def find_resume(spec: str, out_dir, log: Callable[[str], None] = print) -> Path | None:
+def find_resume(spec: str, out_dir, log: Callable[[str], None] = print, quarantine: bool = False) -> Path | None:
     """Which checkpoint ``--resume spec`` means.
 
     - ``'auto'``: the newest valid checkpoint of ``out_dir``; invalid newer ones are skipped with a
       log line saying why (fallback to the previous good one); None when there is none.
     - a checkpoint folder (``.../step_N``): exactly that one; refused if invalid.
     - a run folder (holding ``checkpoints/``): like 'auto' on it, but an error if none is valid.
+
+    ``quarantine``: rename each refused folder to ``step_N.refused`` (kept for inspection; no
+    longer counted as a checkpoint, so pruning and later resumes ignore it).
     """
     if spec == "auto":
         root, strict = Path(out_dir) / "checkpoints", False
@@ -358,6 +361,14 @@ def find_resume(spec: str, out_dir, log: Callable[[str], None] = print) -> Path 
         except CheckpointError as err:
             nxt = candidates[i + 1].name if i + 1 < len(candidates) else "none left"
             log(f"resume: refusing checkpoint {cand}: {err}; falling back to the previous one ({nxt})")
+            if quarantine:
+                dest = cand.with_name(cand.name + ".refused")
+                n = 1
+                while dest.exists():
+                    n += 1
+                    dest = cand.with_name(f"{cand.name}.refused{n}")
+                os.rename(cand, dest)
+                log(f"resume: moved the refused checkpoint to {dest}")
             continue
         return cand
     if strict:

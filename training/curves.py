@@ -97,8 +97,8 @@ def draw_panel(draw, box, title: str, points: list[tuple[int, float]], log_y: bo
 
     draw.rectangle([left, top, right, bottom], outline=(120, 120, 120))
     yticks = [t for t in range(math.floor(vy0), math.ceil(vy1) + 1) if vy0 <= t <= vy1] if log_y else _nice_ticks(vy0, vy1)
-    if log_y and len(yticks) < 2:
-        yticks = _nice_ticks(vy0, vy1, 3)
+    if log_y and len(yticks) < 2:  # less than a decade: round values, placed on the log axis
+        yticks = [math.log10(t) for t in _nice_ticks(10 ** vy0, 10 ** vy1, 4) if t > 0]
     for t in yticks:
         y = Y(t)
         draw.line([left, y, right, y], fill=(230, 230, 230))

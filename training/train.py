@@ -98,10 +98,6 @@ class Logger:
             self.file.write(time.strftime("%Y-%m-%dT%H:%M:%S ") + line + "\n")
             self.file.flush()
 
-    def warn_all(self, msg: str) -> None:
-        """A warning any rank may print (prefixed with its rank)."""
-        print(f"[train rank {self.info.rank}] {msg}", file=sys.stderr, flush=True)
-
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
@@ -236,7 +232,7 @@ class Trainer:
         step = -1
         path = None
         if self.info.is_main:
-            path = ckpt.find_resume(spec, self.out, self.log)
+            path = ckpt.find_resume(spec, self.out, self.log, quarantine=True)
             step = int(path.name.split("_")[1]) if path is not None else -1
         step = D.broadcast_int(self.info, step)
         if step < 0:
