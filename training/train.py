@@ -182,20 +182,12 @@ class Trainer:
 
     def _init_from(self, model, path) -> None:
         """Start from the weights of a model file (fine-tuning); same network and config required."""
-        from hand_pose_core.models.checkpoint import read_model_file
+        from hand_pose_core.models.checkpoint import load_weights_into
 
         from .evaluate import resolve_model_file
 
         path = resolve_model_file(path)
-        state, meta = read_model_file(path)
-        if meta["model_name"] != self.model_name:
-            raise ckpt.CheckpointError(f"init: model file {path} holds {meta['model_name']!r}, the config builds "
-                                       f"{self.model_name!r}")
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            raise ckpt.CheckpointError(f"init: model file {path} does not fit the configured model "
-                                       f"(task.model must match the file's model_cfg {meta['model_cfg']}): {err}") from err
+        meta = load_weights_into(model, path, self.model_name, what="init")
         self.log(f"init: weights from {path} (step {meta['extra'].get('step')} of its run)")
 
     # ------------------------------------------------------------------ state

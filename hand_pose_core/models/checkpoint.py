@@ -80,3 +80,19 @@ def load_model(path, map_location: str = "cpu") -> tuple[nn.Module, dict]:
     except RuntimeError as err:
         raise CheckpointError(f"model file {path} does not match model {meta['model_name']!r}: {err}") from err
     return model.to(map_location).eval(), meta
+
+
+def load_weights_into(model: nn.Module, path, model_name: str, what: str = "init") -> dict:
+    """Load the weights of the model file ``path`` into an already built ``model`` (strictly):
+    how fine-tuning starts from a trained model. The file must hold ``model_name`` and fit the
+    configured network; otherwise :class:`CheckpointError` names the file (``what`` says which
+    setting pointed at it). Returns the file's metadata."""
+    state, meta = read_model_file(path)
+    if meta["model_name"] != model_name:
+        raise CheckpointError(f"{what}: model file {path} holds a {meta['model_name']!r} model, not {model_name!r}")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{what}: model file {path} does not fit the configured model "
+                              f"(its model_cfg is {meta['model_cfg']}): {err}") from err
+    return meta

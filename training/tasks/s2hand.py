@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from hand_pose_core.kinematics.forward_kinematics import bone_lengths
 from hand_pose_core.models import create
-from hand_pose_core.models.checkpoint import CheckpointError, read_model_file
+from hand_pose_core.models.checkpoint import load_weights_into
 from training import losses as L
 from training.silhouette import soft_silhouette_2d
 from training.tasks import register_task
@@ -54,14 +54,8 @@ REF_BONE = 8  # wrist -> middle MCP
 
 def load_init_weights(model: torch.nn.Module, path) -> None:
     """Load a ``mano_regressor`` model file's weights into ``model`` (strict), naming the file
-    on any mismatch."""
-    state, meta = read_model_file(path)
-    if meta["model_name"] != MODEL_NAME:
-        raise CheckpointError(f"init_from {path} holds a {meta['model_name']!r} model, not {MODEL_NAME!r}")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(f"init_from {path} does not match the configured model: {err}") from err
+    on any mismatch (the one loader: :func:`hand_pose_core.models.checkpoint.load_weights_into`)."""
+    load_weights_into(model, path, MODEL_NAME, what="init_from")
 
 
 def vertices_2d(out: dict, side: torch.Tensor | None, size_px: int) -> torch.Tensor:
