@@ -5,6 +5,8 @@
     hand-pose run VIDEO|DIR [--output results.jsonl] [--overlay out.mp4] [--K fx,fy,cx,cy]
     hand-pose synth --out DIR --count N [--workers 2] [--seed 0] [--depth] [--backgrounds DIR]
     hand-pose pseudo-label VIDEO|DIR|BAG --out DIR [--K fx,fy,cx,cy]
+    hand-pose adapt VIDEO|DIR|BAG --out MODEL.safetensors [--init MODEL] [--steps N] [--K fx,fy,cx,cy] [--set KEY=VALUE ...]
+    hand-pose bench [networks|pipeline|fit|transport] [--backends ...] [--batch 1,8,32] [--device cpu|cuda]
 """
 from __future__ import annotations
 
@@ -23,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         from hand_pose_core.weights import weights_command
 
         return weights_command(argv[1:])
+    if argv and argv[0] == "bench":
+        from hand_pose_core.bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -39,6 +45,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hand-pose", description="Monocular RGB 3D hand pose.")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("weights", help="download/convert the pretrained networks (see `hand-pose weights --help`)")
+    sub.add_parser("bench", help="benchmarks: networks, pipeline vs MediaPipe, MANO fit, ROS transport "
+                                 "(see `hand-pose bench --help`)")
 
     predict = sub.add_parser("predict", help="estimate hands in still images")
     predict.add_argument("images", nargs="+", type=Path)
@@ -55,19 +63,26 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_estimator_args(run)
     run.set_defaults(handler=_cmd_run)
     _add_data_commands(sub)
+    _add_adapt_command(sub)
     return parser
 
 
 def _add_estimator_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--K", dest="K", help="intrinsics fx,fy,cx,cy in pixels (default: uncalibrated guess)")
     p.add_argument("--max-hands", type=int, default=2)
-    p.add_argument("--backend", default="onnxruntime", choices=["torch", "onnxruntime", "tensorrt"])
+    p.add_argument("--backend", default="auto", choices=["auto", "litert", "onnxruntime", "torch", "tensorrt"],
+                   help="auto: litert on the CPU when installed (fastest measured), else onnxruntime; torch on CUDA")
     p.add_argument("--device", default="cpu")
     p.add_argument("--variant", default="full", choices=["full", "lite"])
     p.add_argument("--mirrored", action="store_true", help="images are mirrored (selfie view)")
     p.add_argument("--mano-root", type=Path, default=None, help="folder or file of the official MANO model")
     p.add_argument("--no-mesh", action="store_true", help="skip the MANO fit and mesh")
     p.add_argument("--with-mesh-json", action="store_true", help="include vertices and faces in the JSON")
+    p.add_argument("--model", default="mediapipe",
+                   help="where the 3D comes from: mediapipe (default) or a trained model "
+                        "(mano_regressor, zimmermann_brox, ...) given by --checkpoint")
+    p.add_argument("--checkpoint", type=Path, default=None, help="model file (.safetensors) of a trained --model")
+    p.add_argument("--lifter-2d", action="store_true", help="report the trained model's own 2D joints")
 
 
 def parse_K(text: str | None) -> np.ndarray | None:
@@ -93,7 +108,8 @@ def _make_estimator(args, tracking: bool):
     return HandPoseEstimator(
         max_hands=args.max_hands, backend=args.backend, device=args.device, variant=args.variant,
         mirrored=args.mirrored, tracking=tracking, fit_mano=fit, with_mesh=fit,
-        mano_root=str(args.mano_root) if args.mano_root else None,
+        mano_root=str(args.mano_root) if args.mano_root else None, model=args.model,
+        checkpoint=str(args.checkpoint) if args.checkpoint else None, lifter_2d=args.lifter_2d,
     )
 
 
@@ -229,6 +245,37 @@ def _cmd_pseudo_label(args) -> int:
         mirrored=args.mirrored, mano_root=args.mano_root)
     print(f"{meta['frames']} frames, {meta['count']} labelled hands -> {args.out}"
           + ("" if meta["calibrated"] else " (uncalibrated K: 3D depth is a guess)"))
+    return 0
+
+
+def _add_adapt_command(sub) -> None:
+    ad = sub.add_parser("adapt", help="fine-tune the MANO regressor self-supervised on your own footage "
+                        "(pseudo-label -> S2HAND fine-tuning -> model file for the estimator/node)")
+    ad.add_argument("source", type=Path, help="video file, folder of images, ROS 2 bag, or a folder "
+                    "written by `hand-pose pseudo-label`")
+    ad.add_argument("--out", type=Path, required=True, help="model file to write (.safetensors)")
+    ad.add_argument("--init", type=Path, default=None, help="mano_regressor model file to start from "
+                    "(default: a fresh network)")
+    ad.add_argument("--K", dest="K", help="intrinsics fx,fy,cx,cy in pixels (default: a bag's CameraInfo, "
+                    "else an uncalibrated guess)")
+    ad.add_argument("--steps", type=int, default=300, help="fine-tuning steps")
+    ad.add_argument("--crop-size", type=int, default=128, help="network input size in pixels")
+    ad.add_argument("--every", type=int, default=1, help="label every n-th frame")
+    ad.add_argument("--max-frames", type=int, default=None)
+    ad.add_argument("--workdir", type=Path, default=None, help="keep the labels and the training run here")
+    ad.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="trainer config override (repeatable), e.g. --set optim.lr=1e-4")
+    ad.set_defaults(handler=_cmd_adapt)
+
+
+def _cmd_adapt(args) -> int:
+    from training.adapt import adapt  # training is imported lazily
+
+    res = adapt(args.source, args.out, init=args.init, K=parse_K(args.K), steps=args.steps,
+                crop_size=args.crop_size, workdir=args.workdir, every=args.every,
+                max_frames=args.max_frames, overrides=args.overrides)
+    print(f"{res['hands']} labelled hands, pseudo-labels {res['pseudo_label_s']:.1f} s, fine-tuning "
+          f"{res['train_s']:.1f} s -> {res['out']} (HandPoseEstimator(model='mano_regressor', checkpoint=...))")
     return 0
 
 

@@ -10,4 +10,6 @@ Modules:
     consumer_example  a small consumer printing joints (``hand_pose_consumer``)
     demo              replay + node + consumer in one command (``hand_pose_demo``)
     procs             environment and paths for child processes (demo, tests)
+    launch_args       checks of hand.launch.py's arguments before any process starts
+    shutdown          clean exit of the nodes' main() under repeated SIGINT
 """

@@ -175,6 +175,51 @@ def compressed_msg_to_rgb(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PI
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+# depth encodings (REP 118): 16UC1 millimetres, 32FC1 metres; 0 / NaN = no reading
+DEPTH_ENCODINGS = {"16UC1": np.dtype("<u2"), "mono16": np.dtype("<u2"), "32FC1": np.dtype("<f4")}
+
+
+def depth_msg_to_array(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """An (H, W) depth array for a sensor_msgs/Image: uint16 millimetres (16UC1) or float32
+    metres (32FC1), as :meth:`HandPoseEstimator.__call__` takes it. Honours ``step`` and
+    ``is_bigendian``. Raises :class:`ImageFormatError` subclasses like :func:`image_msg_to_rgb`."""
+    enc = msg.encoding
+    if enc not in DEPTH_ENCODINGS:
+        raise UnsupportedEncodingError(
+            f"unsupported depth encoding {enc!r}; supported: 16UC1 (millimetres), 32FC1 (metres)")
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h <= 0 or w <= 0:
+        raise ZeroSizeImageError(f"depth image has zero size ({w}x{h})")
+    if h * w > max_pixels:
+        raise ImageTooLargeError(f"depth image {w}x{h} exceeds max_image_pixels={max_pixels}")
+    dtype = DEPTH_ENCODINGS[enc]
+    row_bytes = w * dtype.itemsize
+    if step < row_bytes:
+        raise StepMismatchError(f"depth step {step} is smaller than width*{dtype.itemsize} = {row_bytes} for {enc!r}")
+    if len(msg.data) != step * h:
+        raise DataSizeMismatchError(f"depth data has {len(msg.data)} bytes but step*height = {step * h}")
+    if msg.is_bigendian:
+        dtype = dtype.newbyteorder(">")
+    rows = np.frombuffer(msg.data, dtype=np.uint8).reshape(h, step)[:, :row_bytes]
+    return np.ascontiguousarray(rows).view(dtype).reshape(h, w).astype(dtype.newbyteorder("="), copy=False)
+
+
+def depth_to_image_msg(depth: np.ndarray, header=None) -> Image:
+    """sensor_msgs/Image from a uint16 (16UC1, mm) or float32 (32FC1, m) depth array."""
+    arr = np.ascontiguousarray(depth)
+    if arr.ndim != 2 or arr.dtype not in (np.uint16, np.float32):
+        raise ValueError(f"expected an (H, W) uint16 or float32 depth array, got {arr.shape} {arr.dtype}")
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
+    msg.encoding = "16UC1" if arr.dtype == np.uint16 else "32FC1"
+    msg.is_bigendian = 0
+    msg.step = int(arr.shape[1] * arr.dtype.itemsize)
+    msg.data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+    return msg
+
+
 def rgb_to_image_msg(rgb: np.ndarray, header=None, encoding: str = "rgb8") -> Image:
     """Build a sensor_msgs/Image from an (H, W, 3) uint8 RGB array (``rgb8`` or ``bgr8``).
 

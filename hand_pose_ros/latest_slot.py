@@ -48,3 +48,48 @@ class LatestSlot:
     @property
     def closed(self) -> bool:
         return self._closed
+
+
+class StampedBuffer:
+    """The newest few messages of a second stream (e.g. depth), looked up by stamp.
+
+    ``put`` never blocks and keeps at most ``size`` items (the oldest is dropped: latest wins).
+    ``match`` returns the item whose stamp is nearest to a given stamp within a tolerance; when
+    none matches yet and every stored item is older, it waits up to ``wait_s`` for a newer one
+    (the second stream's message for this frame may still be in transit).
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        from collections import deque
+
+        self._cond = threading.Condition()
+        self._items: deque = deque(maxlen=size)  # (stamp_ns, monotonic arrival, item)
+        self.received = 0
+
+    def put(self, stamp_ns: int, item: Any) -> None:
+        import time
+
+        with self._cond:
+            self._items.append((int(stamp_ns), time.monotonic(), item))
+            self.received += 1
+            self._cond.notify_all()
+
+    def last_arrival(self) -> float | None:
+        with self._cond:
+            return self._items[-1][1] if self._items else None
+
+    def match(self, stamp_ns: int, tolerance_ns: int, wait_s: float = 0.0) -> Any:
+        import time
+
+        deadline = time.monotonic() + wait_s
+        with self._cond:
+            while True:
+                best = min(self._items, key=lambda it: abs(it[0] - stamp_ns), default=None)
+                if best is not None and abs(best[0] - stamp_ns) <= tolerance_ns:
+                    return best[2]
+                if self._items and self._items[-1][0] >= stamp_ns:
+                    return None  # a newer one is already here: the one for this stamp is not coming
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)

@@ -3,6 +3,7 @@ at runtime. ``config/hand_pose.yaml`` must list the same defaults (a test checks
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,14 @@ PARAMS: tuple[Param, ...] = (
     Param("max_image_pixels", 7680 * 4320, "images with more pixels are refused (counted as too_large)", min_value=1),
     Param("frame_id", "", "override the output frame_id; empty: the image's header.frame_id"),
     Param("use_camera_info", True, "use camera_info intrinsics; false: always the default K (calibrated=0)"),
+    Param("cameras", "", "comma-separated camera namespaces served by this node (e.g. 'wrist,head': topics "
+          "wrist/image, wrist/camera_info, wrist/depth -> wrist/hand/joints3d, ...); the crops of all cameras' "
+          "latest frames go through the networks as one batch. Empty: one camera on image, camera_info, depth",
+          read_only=True),
+    Param("use_depth", True, "fuse an aligned depth image from the 'depth' topic (sensor_msgs/Image 16UC1 mm "
+          "or 32FC1 m, registered to the colour image) when one matches the image's stamp"),
+    Param("depth_tolerance_s", 0.02, "largest stamp difference between an image and its depth image, s "
+          "(0: exact stamps only)", min_value=0.0, max_value=1.0),
     # --- outputs
     Param("publish_mano", True, "publish /hand/mano"),
     Param("publish_mesh", True, "publish /hand/mesh (built only while someone subscribes)"),
@@ -81,6 +90,15 @@ def check_value(p: Param, value: Any) -> str | None:
     """
     if isinstance(value, float) and not math.isfinite(value):
         return f"{p.name} must be a finite number, got {value!r}"
+    if p.name == "cameras":
+        names = [n.strip().strip("/") for n in str(value).split(",") if n.strip().strip("/")]
+        bad = [n for n in names if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*", n)]
+        if bad:
+            return f"cameras: {bad} are not valid ROS namespaces (letters, digits, _ and /, not starting with a digit)"
+        if len(set(names)) != len(names):
+            return f"cameras: {names} has duplicates"
+        if len(names) > 8:
+            return f"cameras: at most 8, got {len(names)}"
     if p.choices and value not in p.choices:
         return f"{p.name} must be one of {list(p.choices)}, got {value!r}"
     if p.min_value is not None and value < p.min_value:

@@ -21,6 +21,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from hand_pose_core.camera import InvalidIntrinsicsError, K_from_fxfycxcy, default_intrinsics, validate_intrinsics
 from hand_pose_ros.replay_sources import open_source
+from hand_pose_ros.shutdown import SigintGuard
 
 _PARAMS = (
     ("source", "builtin", "video file, image folder, image file or ROS 2 bag; 'builtin' or empty: the built-in sample photo"),
@@ -32,7 +33,9 @@ _PARAMS = (
      "default K, or empty to publish no camera_info (bags: the bag's own camera_info is used)"),
     ("transport", "raw", "raw: sensor_msgs/Image on 'image'; compressed: JPEG CompressedImage on 'image/compressed'"),
     ("reliability", "best_effort", "QoS reliability of the image publisher (depth 1), like a camera driver"),
-    ("bag_image_topic", "", "image topic to read from a bag; empty: the first one"),
+    ("bag_image_topic", "", "image topic to read from a bag; empty: the first one whose name has no 'depth'"),
+    ("bag_depth_topic", "", "aligned depth image topic to replay from a bag on 'depth' (same stamp as its colour "
+     "image); empty: the first other Image topic whose name contains 'depth'; 'none': no depth"),
     ("wait_for_subscribers", 0, "start publishing only once this many subscribers listen to the image topic"),
 )
 
@@ -93,7 +96,8 @@ class ReplayNode(Node):
             from hand_pose_core.samples import builtin_sample_image
 
             source = str(builtin_sample_image())
-        self.source = open_source(source, cfg["transport"] == "compressed", cfg["bag_image_topic"])
+        self.source = open_source(source, cfg["transport"] == "compressed", cfg["bag_image_topic"],
+                                  cfg["bag_depth_topic"])
         self.source_path = source
 
         qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
@@ -102,6 +106,7 @@ class ReplayNode(Node):
         self.pub_raw = self.create_publisher(Image, "image", qos)
         self.pub_compressed = self.create_publisher(CompressedImage, "image/compressed", qos)
         self.pub_info = self.create_publisher(CameraInfo, "camera_info", qos)
+        self.pub_depth = self.create_publisher(Image, "depth", qos)
         self._info: CameraInfo | None = None
         self._info_size: tuple[int, int] | None = None
         self.published = 0
@@ -172,6 +177,9 @@ class ReplayNode(Node):
         if info is not None:
             info.header = msg.header
             self.pub_info.publish(info)  # before the image: the node pairs an image with the newest info
+        if frame.depth is not None:
+            frame.depth.header = msg.header  # the same (new) stamp: the node matches them exactly
+            self.pub_depth.publish(frame.depth)
         (self.pub_compressed if isinstance(msg, CompressedImage) else self.pub_raw).publish(msg)
         self.published += 1
 
@@ -181,7 +189,7 @@ class ReplayNode(Node):
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2.0)
+        self._thread.join(timeout=5.0)
 
 
 def main(args=None) -> int:
@@ -191,8 +199,10 @@ def main(args=None) -> int:
         print(usage("hand_pose_replay", __doc__.split("\n")[0] + " " + __doc__.split("\n")[1], [
             ("image (out)", "sensor_msgs/Image (transport:=compressed: image/compressed)"),
             ("camera_info (out)", "sensor_msgs/CameraInfo (when intrinsics are given or the bag has them)"),
+            ("depth (out)", "sensor_msgs/Image 16UC1/32FC1, a bag's aligned depth with its colour image's stamp"),
         ], _PARAMS))
         return 0
+    sigint = SigintGuard().install()  # repeated SIGINT cannot break the clean-up (see shutdown.py)
     rclpy.init(args=args)
     node = None
     try:
@@ -207,10 +217,12 @@ def main(args=None) -> int:
         rclpy.logging.get_logger("hand_pose_replay").fatal(f"hand_pose_replay failed to start: {e}")
         return 1
     finally:
+        sigint.begin_shutdown()
         if node is not None:
             node.close()
             node.destroy_node()
         rclpy.try_shutdown()
+        sigint.finish()
     return 0
 
 

@@ -1,5 +1,5 @@
-"""Rendered RGB-D hands for the depth-fusion tests and benchmark (real offscreen OpenGL: moderngl
-with EGL, no display).
+"""Rendered RGB-D hands for the depth-fusion tests and benchmark (real offscreen OpenGL: the
+project's moderngl/EGL renderer, ``training.synthetic.renderer``).
 
 A MANO-format hand (the licence-free synthetic model, or the official one) is posed, placed in
 the camera frame and rendered through an OpenCV K: a shaded RGB image, the exact depth (z, metres)
@@ -14,92 +14,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-
-_VERT = """
-#version 330
-uniform vec4 K;      // fx, fy, cx, cy (OpenCV: pixel centres at integers)
-uniform vec2 size;   // width, height
-uniform vec2 nf;     // near, far (m)
-in vec3 in_pos;      // camera optical frame, metres
-in vec3 in_nrm;
-out float v_z;
-out vec3 v_nrm;
-void main() {
-    float z = in_pos.z;
-    float u = K.x * in_pos.x / z + K.z;
-    float v = K.y * in_pos.y / z + K.w;
-    float xn = 2.0 * (u + 0.5) / size.x - 1.0;
-    float yn = 1.0 - 2.0 * (v + 0.5) / size.y;
-    float zn = 2.0 * (z - nf.x) / (nf.y - nf.x) - 1.0;
-    gl_Position = vec4(xn * z, yn * z, zn * z, z);   // w = z: perspective-correct varyings
-    v_z = z;
-    v_nrm = in_nrm;
-}
-"""
-_FRAG = """
-#version 330
-uniform vec3 albedo;
-in float v_z;
-in vec3 v_nrm;
-layout(location = 0) out vec4 color;
-layout(location = 1) out float depth;
-void main() {
-    vec3 n = normalize(v_nrm);
-    vec3 l = normalize(vec3(-0.3, -0.5, -1.0));           // light from the camera side, above
-    float shade = 0.35 + 0.65 * abs(dot(n, l));
-    color = vec4(albedo * shade, 1.0);
-    depth = v_z;
-}
-"""
-
-
-class DepthRenderer:
-    """Renders triangle meshes given in the camera frame through K into RGB + depth + mask."""
-
-    def __init__(self, width: int, height: int) -> None:
-        import moderngl
-
-        self.width, self.height = int(width), int(height)
-        self.ctx = moderngl.create_standalone_context(backend="egl")
-        self.prog = self.ctx.program(vertex_shader=_VERT, fragment_shader=_FRAG)
-        self.color = self.ctx.texture((self.width, self.height), 4, dtype="f1")
-        self.depth = self.ctx.texture((self.width, self.height), 1, dtype="f4")
-        self.fbo = self.ctx.framebuffer(color_attachments=[self.color, self.depth],
-                                        depth_attachment=self.ctx.depth_renderbuffer((self.width, self.height)))
-
-    def render(self, vertices_m: np.ndarray, faces: np.ndarray, K: np.ndarray,
-               albedo=(0.85, 0.62, 0.5), near: float = 0.05, far: float = 5.0):
-        """-> (rgb uint8 HxWx3 on black, depth float32 HxW metres (0 = background), mask bool)."""
-        V = np.asarray(vertices_m, np.float64)
-        F = np.asarray(faces, np.int64)
-        fn = np.cross(V[F[:, 1]] - V[F[:, 0]], V[F[:, 2]] - V[F[:, 0]])
-        vn = np.zeros_like(V)
-        for k in range(3):
-            np.add.at(vn, F[:, k], fn)
-        vn /= np.linalg.norm(vn, axis=1, keepdims=True) + 1e-12
-        data = np.concatenate([V, vn], axis=1).astype("f4")[F.reshape(-1)]
-        vbo = self.ctx.buffer(data.tobytes())
-        vao = self.ctx.vertex_array(self.prog, [(vbo, "3f 3f", "in_pos", "in_nrm")])
-        self.prog["K"].value = (float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]))
-        self.prog["size"].value = (float(self.width), float(self.height))
-        self.prog["nf"].value = (near, far)
-        self.prog["albedo"].value = tuple(float(a) for a in albedo)
-        self.fbo.use()
-        self.fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
-        self.ctx.enable(self.ctx.DEPTH_TEST)
-        vao.render()
-        rgba = np.frombuffer(self.fbo.read(components=4, attachment=0), np.uint8).reshape(self.height, self.width, 4)
-        depth = np.frombuffer(self.fbo.read(components=1, attachment=1, dtype="f4"), np.float32)
-        depth = depth.reshape(self.height, self.width)
-        vao.release()
-        vbo.release()
-        # OpenGL rows are bottom-up
-        rgba, depth = rgba[::-1].copy(), depth[::-1].copy()
-        return rgba[:, :, :3], depth, depth > 0
-
-    def release(self) -> None:
-        self.ctx.release()
-
 
 def structured_light_depth(depth_m: np.ndarray, mask: np.ndarray, background_m: np.ndarray,
                            rng: np.random.Generator, fx: float, baseline_m: float = 0.05,
@@ -172,14 +86,17 @@ class HandScene:
         else:
             self.layer = ManoLayer(model=synthetic_mano("right"), use_pca=False, flat_hand_mean=False)
         self.faces = self.layer.faces_np
-        self.renderer = DepthRenderer(width, height)
+        from training.synthetic.renderer import Renderer
+
+        self.width, self.height = int(width), int(height)
+        self.renderer = Renderer(self.width, self.height)
         self._torch = torch
 
     def sample(self, rng: np.random.Generator, z_range=(0.3, 1.0), size_range=(0.85, 1.15)) -> RenderedHand:
         from scipy.spatial.transform import Rotation
 
         torch = self._torch
-        w, h = self.renderer.width, self.renderer.height
+        w, h = self.width, self.height
         pose = np.zeros(48)
         pose[3:] = rng.normal(0.0, 0.25, 45)  # finger articulation around the mean pose
         # fingers up (-y), palm towards the camera (-z), then up to ~40 degrees of tilt
@@ -199,7 +116,8 @@ class HandScene:
         y = rng.uniform(-0.2, 0.2) * z * (h / 2) / self.K[1, 1]
         t = np.array([x, y, z])
         v, j = v + t, j + t
-        rgb, depth, mask = self.renderer.render(v, self.faces, self.K)
+        out = self.renderer.render(v, self.faces, self.K)
+        rgb, depth, mask = out.rgb, out.depth_m, out.mask.astype(bool)
         # a textured wall 0.3-0.8 m behind the hand, slightly slanted
         zb = z + rng.uniform(0.3, 0.8)
         uu, vv = np.meshgrid(np.arange(w), np.arange(h))

@@ -283,3 +283,73 @@ def test_rotvec_conversions_match_scipy_including_near_pi():
         R = rotvec_to_matrix(rv)
         np.testing.assert_allclose(R, Rotation.from_rotvec(rv).as_matrix(), atol=1e-12)
         np.testing.assert_allclose(rotvec_to_matrix(matrix_to_rotvec(R)), R, atol=1e-9)
+
+
+def test_loader_batches_identical_with_0_and_2_workers():
+    from torch.utils.data import DataLoader
+
+    from training.augment import worker_init
+    from training.datasets.collate import collate_samples
+
+    base = [make_sample(i) for i in range(6)]
+    ds = AugmentedDataset(base, build_transform({"crop_size": 48, "rot_deg": 90, "noise_prob": 0.5,
+                                                 "clutter_prob": 0.5}, train=True), seed=3)
+    ds.set_epoch(4)
+    runs = []
+    for workers in (0, 2):
+        loader = DataLoader(ds, batch_size=3, num_workers=workers, collate_fn=collate_samples,
+                            worker_init_fn=worker_init if workers else None)
+        runs.append([b for b in loader])
+    for a, b in zip(*runs):
+        for key in ("image", "K", "joints_2d", "joints_cam_m", "mask"):
+            assert torch.equal(a[key], b[key]), key
+
+
+def test_background_images_from_a_folder(tmp_path):
+    import cv2
+
+    (tmp_path / "bg").mkdir()
+    cv2.imwrite(str(tmp_path / "bg" / "red.png"), np.full((300, 400, 3), (0, 0, 255), np.uint8))  # BGR
+    cv2.imwrite(str(tmp_path / "bg" / "sub.png"), np.full((50, 60, 3), (255, 0, 0), np.uint8))
+    s = make_sample(7)
+    tf = build_transform({"crop_size": 64, **NO_RANDOM, "bg_prob": 1.0, "backgrounds": str(tmp_path / "bg")},
+                         train=True)
+    seen = set()
+    for seed in range(8):
+        out = tf(s, seed)
+        outside = out["image"][out["mask"] == 0]
+        colours = {tuple(c) for c in np.unique(outside, axis=0)}
+        assert len(colours) == 1 and colours <= {(255, 0, 0), (0, 0, 255)}  # RGB red or blue
+        seen |= colours
+    assert len(seen) == 2  # both images used
+    with pytest.raises(FileNotFoundError, match="background folder not found"):
+        build_transform({"bg_prob": 1.0, "backgrounds": str(tmp_path / "nope")}, train=True)  # at once
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no background images"):
+        build_transform({"bg_prob": 1.0, "backgrounds": str(tmp_path / "empty")}, train=True)(s, 0)
+
+
+class _ThreadsAfterTransform:
+    def __init__(self, tf, sample):
+        self.tf, self.sample = tf, sample
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        import cv2
+
+        self.tf(self.sample)
+        return cv2.getNumThreads()
+
+
+def test_opencv_single_threaded_inside_loader_workers_only():
+    import cv2
+    from torch.utils.data import DataLoader
+
+    before = cv2.getNumThreads()
+    ds = _ThreadsAfterTransform(build_transform({"crop_size": 32}), make_sample(8))
+    got = [int(x) for x in DataLoader(ds, batch_size=None, num_workers=1)]
+    assert got == [1, 1]
+    ds[0]  # in the main process: left alone
+    assert cv2.getNumThreads() == before

@@ -93,6 +93,24 @@ def write_freihand(root, n=3, n_eval=2, eval_annotations=True):
     return truth
 
 
+def test_freihand_verts_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HAND_POSE_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "fh").mkdir()
+    truth = write_freihand(tmp_path / "fh")
+    a = build_dataset("freihand", tmp_path / "fh", "train", verts=True)
+    cached = list((tmp_path / "cache" / "datasets" / "freihand").glob("*_training_verts.npy"))
+    assert len(cached) == 1
+    b = build_dataset("freihand", tmp_path / "fh", "train", verts=True)  # from the .npy
+    assert isinstance(b.verts, np.memmap)
+    np.testing.assert_allclose(b[2]["verts_cam_m"], truth[("training", 2)]["verts"], atol=1e-6)
+    np.testing.assert_array_equal(a[2]["verts_cam_m"], b[2]["verts_cam_m"])
+    del a, b  # they map the file: truncating it under them would fault (the reader only ever
+    # replaces cache files atomically)
+    cached[0].write_bytes(b"garbage")  # a damaged cache file is rebuilt
+    c = build_dataset("freihand", tmp_path / "fh", "train", verts=True)
+    np.testing.assert_allclose(c[1]["verts_cam_m"], truth[("training", 1)]["verts"], atol=1e-6)
+
+
 def test_freihand_layout_versions_joints_and_mano(tmp_path):
     truth = write_freihand(tmp_path)
     ds = build_dataset("freihand", tmp_path, "train", mano=MANO)
@@ -121,11 +139,12 @@ def test_freihand_layout_versions_joints_and_mano(tmp_path):
     only_hom = build_dataset("freihand", tmp_path, "train", versions=("hom",), masks=False)
     assert len(only_hom) == 3 and only_hom[2]["id"] == "freihand/training/00000005"
     assert "mask" not in only_hom[2] and "mano_trans" not in only_hom[2]  # no MANO model: no translation
-    with_verts = build_dataset("freihand", tmp_path, "train", verts=True)
+    with_verts = build_dataset("freihand", tmp_path, "train", verts=True, cache_verts=False)
     np.testing.assert_allclose(with_verts[1]["verts_cam_m"], truth[("training", 1)]["verts"], atol=1e-6)
 
 
-def test_freihand_evaluation_split(tmp_path):
+def test_freihand_evaluation_split(tmp_path, monkeypatch):
+    monkeypatch.setenv("HAND_POSE_CACHE_DIR", str(tmp_path / "cache"))
     truth = write_freihand(tmp_path)
     ds = build_dataset("freihand", tmp_path, "evaluation")
     assert len(ds) == 2
@@ -133,6 +152,9 @@ def test_freihand_evaluation_split(tmp_path):
     assert s["id"] == "freihand/evaluation/00000001" and "mask" not in s
     np.testing.assert_allclose(s["verts_cam_m"], truth[("evaluation", 1)]["verts"], atol=1e-6)
     np.testing.assert_allclose(s["joints_cam_m"], truth[("evaluation", 1)]["xyz"], atol=1e-6)
+    np.testing.assert_allclose(s["mano_shape"], truth[("evaluation", 1)]["beta"], atol=1e-6)
+    (tmp_path / "evaluation_mano.json").unlink()  # optional for the evaluation split
+    assert "mano_pose" not in build_dataset("freihand", tmp_path, "evaluation")[0]
 
 
 def test_freihand_errors_name_the_file(tmp_path):
@@ -239,6 +261,10 @@ def test_rhd_left_right_split_joint_order_mask_depth(tmp_path):
     assert len(build_dataset("rhd", tmp_path, "train", min_visible=6)) == 2
     dominant = build_dataset("rhd", tmp_path, "train", hands="dominant")
     assert [s["side"] for s in dominant] == ["left", "right"]  # sample 7: the right hand has more pixels
+    # Python 2's cPickle wrote protocol 0 by default: the same reader handles it
+    with open(tmp_path / "training" / "anno_training.pickle", "wb") as fh:
+        pickle.dump(anno, fh, protocol=0)
+    np.testing.assert_array_equal(build_dataset("rhd", tmp_path, "train")[2]["joints_cam_m"], ds[2]["joints_cam_m"])
 
 
 def test_rhd_bad_annotations_are_refused(tmp_path):
@@ -368,3 +394,10 @@ def test_ho3d_errors_name_the_file(tmp_path):
         build_dataset("ho3d", tmp_path, "train")
     with pytest.raises(ValueError, match="needs a MANO model"):
         build_dataset("ho3d", tmp_path, "evaluation", verts=True)
+
+
+def test_freihand_mano_file_of_the_wrong_size(tmp_path):
+    write_freihand(tmp_path)
+    (tmp_path / "training_mano.json").write_text(json.dumps([[[0.0] * 61]] * 2))  # 2 entries for 3 samples
+    with pytest.raises(DatasetFormatError, match=r"training_mano\.json: 3 MANO entries of 61 values: expected shape 3x61, got \(2, 61\)"):
+        build_dataset("freihand", tmp_path, "train")

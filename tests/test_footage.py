@@ -156,14 +156,19 @@ def test_bag_source_with_camera_info(tmp_path):
     assert meta["frames"] == 6 and meta["calibrated"] is True and meta["count"] >= 5
     np.testing.assert_allclose(meta["K"], [[800, 0, 300], [0, 800, 530], [0, 0, 1]])
     s = build_dataset("footage", out, "all")[0]
-    rec = read_labels(out / "labels" / "00000000.npy")
-    assert rec["t_s"] == 0.0 and read_labels(out / "labels" / "00000001.npy")["t_s"] == pytest.approx(0.04)
+    rec = read_labels(out / "labels" / "00000000_0.npy")
+    assert rec["t_s"] == 0.0 and read_labels(out / "labels" / "00000001_0.npy")["t_s"] == pytest.approx(0.04)
     # bgr8 was converted: the crop matches the RGB frame.
     M = crop_affine(rec["crop_box"], 96)
     expected = cv2.warpAffine(frames[0], M, (96, 96), flags=cv2.INTER_LINEAR)
     assert np.abs(s["image"].astype(float) - expected).mean() < 4
     with pytest.raises(ValueError, match="no image topic"):
         pseudo_label(bag, tmp_path / "x", topic="/other", progress=False)
+    with pytest.raises(ValueError, match="already holds"):
+        pseudo_label(bag, out, progress=False)
+    (out / "meta.json").unlink()
+    with pytest.raises(ValueError, match="unfinished run"):
+        pseudo_label(bag, out, progress=False)
 
 
 def test_bad_footage_is_refused(tmp_path):
@@ -181,9 +186,13 @@ def test_corrupt_label_is_named(labelled, tmp_path):
 
     copy = tmp_path / "copy"
     shutil.copytree(labelled, copy)
-    (copy / "labels" / "00000002.npy").write_bytes(b"\x93NUMPY garbage")
-    with pytest.raises(ValueError, match="00000002.npy"):
-        build_dataset("footage", copy, "all")
-    (copy / "labels" / "00000002.npy").unlink()
+    victim = sorted((copy / "labels").glob("*.npy"))[2]
+    victim.write_bytes(b"\x93NUMPY garbage")
+    ds = build_dataset("footage", copy, "all")
+    with pytest.raises(ValueError, match=victim.name):
+        ds[[f.name for f in ds.files].index(victim.name)]
+    with pytest.raises(ValueError, match=victim.name):
+        build_dataset("footage", copy, "all", min_score=0.1)
+    victim.unlink()
     with pytest.raises(ValueError, match="incomplete"):
         build_dataset("footage", copy, "all")

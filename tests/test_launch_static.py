@@ -55,8 +55,11 @@ def test_every_hand_pose_executable_is_a_console_script_and_module():
 def test_every_launch_configuration_is_declared():
     tree = _tree()
     declared = {c.args[0].value for c in _calls(tree, "DeclareLaunchArgument")}
-    used = {c.args[0].value for c in _calls(tree, "LaunchConfiguration")}
+    used = {c.args[0].value for c in _calls(tree, "LaunchConfiguration") if isinstance(c.args[0], ast.Constant)}
     assert used <= declared, f"undeclared launch arguments: {used - declared}"
+    # the arguments the launch file validates and reads are exactly the declared ones
+    checked = next(n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "ARGUMENTS")
+    assert {e.value for e in checked.elts} == declared
     assert {"image", "camera_info", "params_file", "backend", "device", "replay", "replay_source", "rviz"} <= declared
 
 

@@ -70,7 +70,7 @@ def test_trained_regressor_runs_in_the_estimator_on_a_real_image(reg_file, real_
     est = HandPoseEstimator(tracking=False, model="mano_regressor", checkpoint=str(reg_file))
     hands = est(real_image)
     assert len(hands) == len(base) == 2
-    assert est.last_timings_ms["lifter"] > 0
+    assert est.last_timings_ms["lifter"] > 0 and est.lifter.crop_size_px == CROP
     lifter = load_lifter(reg_file)
     for h, b in zip(hands, base):
         assert np.allclose(h.joints_2d, b.joints_2d)  # the landmark network's 2D (lifter_2d off)
@@ -130,3 +130,19 @@ def test_bad_model_files_are_refused_with_a_clear_error(reg_file, tmp_path):
     assert "needs the parameter checkpoint" in check_model_choice("mano_regressor", "")
     assert check_model_choice("mano_regressor", str(reg_file)) is None
     assert check_model_choice("mediapipe", "") is None
+
+
+def test_cli_predict_with_a_trained_model_and_a_bad_file(reg_file, real_image, tmp_path, capsys):
+    import json
+
+    from hand_pose_core import cli
+
+    out = tmp_path / "r.json"
+    args = ["predict", str(REAL_IMAGE), "--no-mesh", "--model", "mano_regressor", "--json", str(out)]
+    assert cli.main(args + ["--checkpoint", str(reg_file)]) == 0
+    hands = json.loads(out.read_text())[0]["hands"]
+    assert len(hands) == 2 and all(np.array(h["joints_3d_cam_m"])[:, 2].min() > 0.05 for h in hands)
+    bad = _corrupt(reg_file, tmp_path)
+    assert cli.main(args + ["--checkpoint", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "corrupt or truncated" in err and str(bad) in err

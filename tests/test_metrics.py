@@ -148,6 +148,7 @@ def test_hand_metrics_summary():
     r = m.compute()
     assert r["n_3d"] == 4 and r["n_verts"] == 5 and r["n_2d"] == 5
     np.testing.assert_allclose(r["mpjpe_mm"], 10 * 2 / 4)  # per keypoint: (0 + 0 + 10 + 10) / 4
+    np.testing.assert_allclose(r["mpjpe_pooled_mm"], 10 * 2 / 4)
     np.testing.assert_allclose(r["rr_mpjpe_mm"], 0, atol=1e-9)
     np.testing.assert_allclose(r["pa_mpjpe_mm"], 0, atol=1e-4)
     # all errors ~0: every PCK is 1 except possibly at t = 0 (round-off errors > 0): half a step
@@ -166,3 +167,20 @@ def test_hand_metrics_summary():
     curve = (2 + 3 * (thr >= 5)) / 5
     np.testing.assert_allclose(r["auc2d_0_30px"], np.trapezoid(curve, thr) / 30)
     assert HandMetrics().compute() == {}
+    # per-keypoint (FreiHAND) vs pooled means differ when visibility differs: joint 0 seen in
+    # both samples (errors 1 and 3 mm), joint 1 only in the first (error 8 mm)
+    v = HandMetrics()
+    g2 = np.zeros((2, 2, 3))
+    p2 = g2.copy()
+    p2[0, 0, 0], p2[1, 0, 0], p2[0, 1, 0] = 0.001, 0.003, 0.008
+    v.update(p2, g2, np.array([[True, True], [True, False]]))
+    rv = v.compute()
+    np.testing.assert_allclose(rv["mpjpe_mm"], (2 + 8) / 2)
+    np.testing.assert_allclose(rv["mpjpe_pooled_mm"], (1 + 3 + 8) / 3)
+    # two accumulators merged = one that saw everything
+    a, b = HandMetrics(), HandMetrics()
+    a.update(gt[:2], gt[:2])
+    b.update(shifted, gt_nan)
+    merged = a.merge(b).compute()
+    np.testing.assert_allclose(merged["mpjpe_mm"], r["mpjpe_mm"])
+    assert merged["n_3d"] == 4

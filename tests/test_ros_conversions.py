@@ -335,6 +335,61 @@ def test_bag_source_reads_images_and_camera_info(tmp_path):
         open_source(bag, bag_image_topic="/other")
 
 
+def test_bag_source_pairs_colour_with_aligned_depth(tmp_path):
+    from rclpy.serialization import serialize_message
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_JAZZY)
+    bag = tmp_path / "bag"
+    with Writer(bag, version=9) as w:
+        # the depth topic comes first: it must not be taken for the colour image
+        c_depth = w.add_connection("/cam/aligned_depth_to_color/image_raw", "sensor_msgs/msg/Image", typestore=store)
+        c_img = w.add_connection("/cam/color/image_raw", "sensor_msgs/msg/Image", typestore=store)
+        for i in range(4):
+            t = 1_000_000_000 + i * 50_000_000
+            img = image_conv.rgb_to_image_msg(np.full((24, 32, 3), i, np.uint8))
+            img.header.stamp.sec, img.header.stamp.nanosec = 7, i * 50_000_000
+            depth = image_conv.depth_to_image_msg(np.full((24, 32), 500 + i, np.uint16))
+            depth.header.stamp.sec, depth.header.stamp.nanosec = 7, i * 50_000_000 + 3_000_000  # 3 ms later
+            if i == 2:
+                continue  # frame 2 has no depth (a dropped depth frame)
+            # depth recorded after its colour image for even frames, before it for odd ones
+            first, second = ((c_img, img), (c_depth, depth)) if i % 2 == 0 else ((c_depth, depth), (c_img, img))
+            w.write(first[0], t, serialize_message(first[1]))
+            w.write(second[0], t + 1, serialize_message(second[1]))
+        img = image_conv.rgb_to_image_msg(np.full((24, 32, 3), 2, np.uint8))
+        img.header.stamp.sec, img.header.stamp.nanosec = 7, 100_000_000
+        w.write(c_img, 1_100_000_000, serialize_message(img))
+    src = open_source(bag)
+    assert src.image_topic == "/cam/color/image_raw" and src.depth_topic == "/cam/aligned_depth_to_color/image_raw"
+    frames = sorted(list(src), key=lambda f: f.msg.header.stamp.nanosec)
+    assert len(frames) == 4
+    for i, f in enumerate(frames):
+        assert image_conv.image_msg_to_rgb(f.msg)[0, 0, 0] == i
+        if i == 2:
+            assert f.depth is None
+        else:
+            assert image_conv.depth_msg_to_array(f.depth)[0, 0] == 500 + i
+    assert all(f.depth is None for f in open_source(bag, bag_depth_topic="none"))
+    with pytest.raises(ReplaySourceError, match="for depth"):
+        open_source(bag, bag_depth_topic="/nope")
+
+
+def test_depth_msg_roundtrip_and_errors():
+    mm = RNG.integers(0, 5000, (5, 7)).astype(np.uint16)
+    np.testing.assert_array_equal(image_conv.depth_msg_to_array(image_conv.depth_to_image_msg(mm)), mm)
+    m = RNG.uniform(0.2, 2.0, (5, 7)).astype(np.float32)
+    np.testing.assert_array_equal(image_conv.depth_msg_to_array(image_conv.depth_to_image_msg(m)), m)
+    big = Image(height=2, width=2, encoding="16UC1", step=6, is_bigendian=1,
+                data=bytes([1, 2, 0, 0, 9, 9, 0, 3, 0, 4, 9, 9]))  # big-endian, padded rows
+    np.testing.assert_array_equal(image_conv.depth_msg_to_array(big), [[258, 0], [3, 4]])
+    with pytest.raises(image_conv.UnsupportedEncodingError, match="16UC1"):
+        image_conv.depth_msg_to_array(Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(12)))
+    with pytest.raises(image_conv.DataSizeMismatchError):
+        image_conv.depth_msg_to_array(Image(height=2, width=2, encoding="32FC1", step=8, data=bytes(15)))
+
+
 @pytest.mark.parametrize("make", [
     lambda p: p / "missing.mp4",
     lambda p: (p / "empty").mkdir() or p / "empty",
@@ -367,3 +422,21 @@ def test_child_env_strips_bootstrap_guard_from_another_venv_only():
     assert env["FASTRTPS_DEFAULT_PROFILES_FILE"].endswith("fastdds_shm_large_images.xml")
     other = {"LD_LIBRARY_PATH": "/elsewhere/venv/lib", BOOTSTRAP_VAR: "1"}
     assert BOOTSTRAP_VAR not in ros_child_env(42, base=other)
+
+
+def test_stamped_buffer_matches_by_stamp_and_waits_for_a_late_one():
+    from hand_pose_ros.latest_slot import StampedBuffer
+
+    buf = StampedBuffer(size=3)
+    for k in range(5):
+        buf.put(k * 1000, f"d{k}")
+    assert buf.received == 5
+    assert buf.match(4000, 0) == "d4" and buf.match(3010, 20) == "d3"
+    assert buf.match(1000, 20) is None  # dropped: only the newest 3 are kept (latest wins)
+    assert buf.match(3500, 20, wait_s=1.0) is None  # a newer one is here: no wait
+    t0 = time.monotonic()
+    threading.Timer(0.1, buf.put, (9000, "late")).start()
+    assert buf.match(9005, 10, wait_s=2.0) == "late"  # arrived after the colour image
+    assert 0.05 < time.monotonic() - t0 < 1.5
+    t0 = time.monotonic()
+    assert buf.match(20000, 10, wait_s=0.1) is None and time.monotonic() - t0 < 1.0

@@ -88,9 +88,12 @@ def test_real_video_replay_gives_joints_with_the_image_stamp_and_plausible_geome
         published = {_stamp_key(m.header) for _, m in images}
         K = np.array([[1296.0, 0, 309.5], [0, 1296.0, 539.5], [0, 0, 1]])
         with_hands = seen_since_first()
+        lo, hi = min(published), max(published)
         for msg in with_hands:
-            # the output carries the header of the image it was computed from
-            assert _stamp_key(msg.header) in published
+            # the output carries the header of the image it was computed from (under heavy load the
+            # test's own image subscription can miss an image: then the stamp lies between them)
+            key = _stamp_key(msg.header)
+            assert key in published or lo[:2] <= key[:2] <= hi[:2], (key, lo, hi)
             assert msg.header.frame_id == "camera_optical_frame"
             rec = cloud_to_records(msg).reshape(-1, 21)
             for hand in rec:
@@ -285,6 +288,22 @@ def test_compressed_input_and_a_runtime_estimator_rebuild(node, tmp_path):
             assert lst.wait_until(lambda: len(joints) >= n + 3, 60)
         finally:
             replay.stop()
-    rec = cloud_to_records(joints[-1][1])
+        rec = cloud_to_records(joints[-1][1])
+        # a 67-byte PNG whose header claims 30000 x 30000 pixels (2.7 GB decoded) is refused from
+        # its header, before decoding (issue 11 part 4)
+        from image_fixtures import huge_png
+        from sensor_msgs.msg import CompressedImage
+
+        diags = lst.collect(DiagnosticArray, "/diagnostics")
+        pub = lst.node.create_publisher(CompressedImage, "image/compressed", 10)
+        assert lst.wait_until(lambda: pub.get_subscription_count() > 0, 20)
+        # the node reads images best effort: repeat until one got through (matching is not symmetric)
+        for _ in range(10):
+            pub.publish(CompressedImage(format="png", data=huge_png(30000, 30000)))
+            if lst.wait_until(lambda: int(_latest_diag(diags).get("bad_input.too_large", 0)) >= 1, 3.0):
+                break
+        d = _wait_diag(lst, diags, "bad_input.too_large", 1, timeout=10.0)
+        assert int(d.get("bad_input.too_large", 0)) >= 1 and "bad_input.decode_failed" not in d, d
     assert rec.size == 21 and np.all(rec["calibrated"] == 1)
     assert "(raw" not in node.log() and "image/compressed" in node.log()
+    assert "refused before decoding" in node.log()

@@ -72,13 +72,16 @@ def test_node_runs_a_trained_model_refuses_bad_files_and_switches_models(model_f
             diags = lst.collect(DiagnosticArray, "/diagnostics")
             pub = lst.node.create_publisher(Image, "image", 10)
             pub_info = lst.node.create_publisher(CameraInfo, "camera_info", 10)
-            assert lst.wait_until(lambda: pub.get_subscription_count() > 0, 30)
+            # camera_info is not latched: publish only once the node's subscription is matched
+            assert lst.wait_until(lambda: pub.get_subscription_count() > 0
+                                  and pub_info.get_subscription_count() > 0, 30)
             sec = [200]
 
             def send_and_wait():
                 sec[0] += 1
-                pub_info.publish(CameraInfo(width=w, height=h, k=[700.0, 0, w / 2, 0, 700.0, h / 2, 0, 0, 1]))
-                time.sleep(0.2)
+                for _ in range(3):  # the node reads camera_info best effort: repeat it
+                    pub_info.publish(CameraInfo(width=w, height=h, k=[700.0, 0, w / 2, 0, 700.0, h / 2, 0, 0, 1]))
+                    time.sleep(0.1)
                 msg = rgb_to_image_msg(rgb)
                 msg.header.stamp.sec = sec[0]
                 msg.header.frame_id = "cam"

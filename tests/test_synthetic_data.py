@@ -187,8 +187,8 @@ def test_bad_datasets_are_refused(tmp_path):
 
 @pytest.mark.heavy
 def test_cli_synth_with_two_workers_and_spawned_loader(tmp_path):
-    """`hand-pose synth` with 2 spawn workers, then a DataLoader (2 spawn workers) over the
-    on-the-fly dataset."""
+    """`hand-pose synth` with 2 spawn workers, then a DataLoader with a spawn worker over the
+    on-the-fly dataset (the renderer is created lazily inside the worker)."""
     from hand_pose_core.cli import main
 
     out = tmp_path / "cli"
@@ -205,8 +205,60 @@ def test_cli_synth_with_two_workers_and_spawned_loader(tmp_path):
     patch = s["depth_m"][max(v - 1, 0):v + 2, max(u - 1, 0):u + 2]
     assert np.min(np.abs(patch[patch > 0] - s["joints_cam_m"][j, 2])) < 0.03
     fly = build_dataset("synthetic", None, "train", length=8, seed=2, image_size=64)
-    loader = torch.utils.data.DataLoader(fly, batch_size=4, num_workers=2, collate_fn=collate_samples,
+    loader = torch.utils.data.DataLoader(fly, batch_size=4, num_workers=1, collate_fn=collate_samples,
                                          multiprocessing_context="spawn")
     batches = list(loader)
     assert len(batches) == 2 and batches[0]["image"].shape == (4, 3, 64, 64)
     np.testing.assert_allclose(batches[0]["joints_2d"][0].numpy(), ds[0]["joints_2d"], atol=1e-3)
+
+
+def test_official_model_files_and_background_folder(tmp_path):
+    """--mano-root takes MANO files in the official layout; --backgrounds takes a folder."""
+    from hand_pose_core.mano import synthetic_mano, write_mano_pkl
+
+    mano = tmp_path / "mano"
+    mano.mkdir()
+    # A model that differs from the default (seed 5), written in the official pickle layout;
+    # the left file carries the official shapedirs sign error that the loader fixes.
+    write_mano_pkl(synthetic_mano("right", seed=5), mano / "MANO_RIGHT.pkl")
+    write_mano_pkl(synthetic_mano("left", seed=5, with_official_left_bug=True), mano / "MANO_LEFT.pkl")
+    bgs = tmp_path / "bg"
+    bgs.mkdir()
+    colour = (40, 160, 220)
+    cv2.imwrite(str(bgs / "a.png"), np.full((300, 400, 3), colour[::-1], np.uint8))
+    gen = SyntheticHands(image_size=64, seed=2, mano_root=mano, background_dir=bgs)
+    default = SyntheticHands(image_size=64, seed=2)
+    for a, b in zip(gen.samples(range(4)), default.samples(range(4))):
+        validate_sample(a, allow_nan_3d=False)
+        np.testing.assert_array_equal(a["mano_pose"][:3], b["mano_pose"][:3])  # same draw ...
+        assert np.abs(a["verts_cam_m"] - b["verts_cam_m"]).max() > 1e-4  # ... other model
+        bg = a["image"][a["mask"] == 0].astype(float)
+        # Background = the folder's flat image after a brightness gain/offset: still flat, and
+        # its channel ratios follow the image colour.
+        assert bg.std(0).max() < 1.0
+        assert np.argsort(bg.mean(0)).tolist() == [0, 1, 2]
+    with pytest.raises(FileNotFoundError, match="background folder"):
+        SyntheticHands(background_dir=tmp_path / "none")
+
+
+def test_bad_settings_fail_before_any_worker_starts(tmp_path):
+    from training.synthetic.writer import write_dataset
+
+    with pytest.raises(FileNotFoundError, match="MANO"):
+        write_dataset(tmp_path / "a", 4, workers=2, mano_root=tmp_path / "no_mano", progress=False)
+    with pytest.raises(ValueError, match="left_fraction"):
+        write_dataset(tmp_path / "b", 4, workers=2, left_fraction=2.0, progress=False)
+    with pytest.raises(ValueError, match="count"):
+        write_dataset(tmp_path / "c", 0, workers=2, progress=False)
+
+
+def test_fork_loader_after_the_parent_rendered():
+    """Default 'fork' DataLoader workers after the parent process rendered a sample itself."""
+    fly = build_dataset("synthetic", None, "train", length=6, seed=3, image_size=64)
+    first = fly[0]  # renders in this process: an EGL context now exists here
+    loader = torch.utils.data.DataLoader(fly, batch_size=3, num_workers=1, collate_fn=collate_samples,
+                                         multiprocessing_context="fork", timeout=120)
+    batches = list(loader)
+    assert [len(b["id"]) for b in batches] == [3, 3]
+    np.testing.assert_allclose(batches[0]["joints_2d"][0].numpy(), first["joints_2d"], atol=1e-4)
+    assert batches[0]["has_mask"].all() and batches[0]["mask"].sum() > 0

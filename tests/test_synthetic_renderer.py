@@ -196,3 +196,91 @@ def test_forked_child_refuses_the_parents_context(renderer):
     got = os.read(r, 100)
     os.waitpid(pid, 0)
     assert got == b"refused"
+
+
+def test_render_batch_equals_single_renders(renderer):
+    verts, faces = _hand()
+    batch = np.stack([verts, verts + [0.02, 0.0, 0.1]])
+    Ks = np.stack([K, K * [[1.1], [1.1], [1]]])
+    out = renderer.render_batch(batch, faces, Ks)
+    assert out.rgb.shape == (2, H, W, 3) and out.mask.shape == (2, H, W) and out.depth_m.shape == (2, H, W)
+    for b in range(2):
+        one = renderer.render(batch[b], faces, Ks[b])
+        np.testing.assert_array_equal(out.mask[b], one.mask)
+        np.testing.assert_array_equal(out.depth_m[b], one.depth_m)
+    assert out.mask[0].sum() > 500 and out.mask[0].sum() != out.mask[1].sum()
+    with pytest.raises(RendererError, match="K must be"):
+        renderer.render_batch(batch, faces, np.stack([K] * 3))
+
+
+def test_two_renderers_in_one_process_do_not_mix(renderer):
+    """Each render makes its own context current (a second context must not steal the draws)."""
+    verts, faces = _hand()
+    first = renderer.render(verts, faces, K)
+    other = Renderer(64, 48)
+    small = other.render(verts, faces, K * [[0.4], [0.4], [1]])
+    again = renderer.render(verts, faces, K)  # the fixture's context, after another was created
+    np.testing.assert_array_equal(again.mask, first.mask)
+    np.testing.assert_array_equal(again.depth_m, first.depth_m)
+    assert small.mask.shape == (48, 64) and small.mask.sum() > 50
+    np.testing.assert_array_equal(other.render(verts, faces, K * [[0.4], [0.4], [1]]).mask, small.mask)
+    other.release()
+    np.testing.assert_array_equal(renderer.render(verts, faces, K).mask, first.mask)
+
+
+def test_threads_share_one_renderer(renderer):
+    from concurrent.futures import ThreadPoolExecutor
+
+    verts, faces = _hand()
+    expected = renderer.render(verts, faces, K).mask
+    with ThreadPoolExecutor(3) as pool:
+        masks = list(pool.map(lambda _: renderer.render(verts, faces, K).mask, range(6)))
+    for m in masks:
+        np.testing.assert_array_equal(m, expected)
+
+
+def _child_renders(conn):
+    verts, faces = _quad_at(10.5, 20.5, 30.5, 40.5, z=2.0)
+    conn.send(int(Renderer(W, H).render(verts, faces, K).mask.sum()))
+    conn.close()
+
+
+def test_fork_after_rendering_works_without_llvmpipe_threads(renderer):
+    """The parent has rendered (a context exists); forked children make their own renderer."""
+    import multiprocessing as mp
+
+    assert os.environ.get("LP_NUM_THREADS") == "0"  # set by the renderer before its context
+    verts, faces = _quad_at(10.5, 20.5, 30.5, 40.5, z=2.0)
+    assert renderer.render(verts, faces, K).mask.sum() == 100
+    ctx = mp.get_context("fork")
+    for _ in range(2):
+        parent, child = ctx.Pipe()
+        p = ctx.Process(target=_child_renders, args=(child,))
+        p.start()
+        p.join(timeout=60)
+        if p.is_alive():  # a hang is a failure, not a stuck test run
+            p.kill()
+            pytest.fail("forked child hung while rendering")
+        assert p.exitcode == 0 and parent.recv() == 100
+
+
+def test_torchvision_imports_after_a_render_in_the_same_process():
+    """Rendering first and importing torchvision (torch._dynamo -> triton) afterwards must not
+    crash: `import triton` after a Mesa EGL context segfaulted (exit -11) before the renderer
+    imported triton ahead of its context."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from training.synthetic.renderer import Renderer\n"
+        "verts = np.array([[-0.1, -0.1, 1.0], [0.1, -0.1, 1.0], [0.0, 0.1, 1.0]], np.float32)\n"
+        "K = np.array([[60.0, 0, 31.5], [0, 60.0, 31.5], [0, 0, 1]])\n"
+        "out = Renderer(64, 64).render(verts, np.array([[0, 1, 2]]), K)\n"
+        "assert out.mask.sum() > 0\n"
+        "import torch._dynamo, torchvision\n"
+        "print('imported after render')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    assert "imported after render" in proc.stdout

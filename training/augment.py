@@ -18,6 +18,8 @@ With ``train=True`` the random augmentations run too, in this order:
 3. clutter (occluding polygons; the mask loses what they cover);
 4. colour jitter, Gaussian or motion blur, Gaussian noise (:mod:`training.augment_appearance`).
 
+In a DataLoader worker the transform switches OpenCV to one thread (once per process).
+
 All randomness comes from the ``numpy.random.Generator`` passed in, so the output is a pure
 function of (sample, generator state): :func:`sample_rng` gives the generator for
 ``(seed, epoch, index)``, which makes data loading reproducible bit for bit across workers
@@ -46,6 +48,7 @@ Options (``cfg`` keys; unknown keys are an error; defaults in :data:`DEFAULTS`):
 from __future__ import annotations
 
 import math
+import os
 
 import cv2
 import numpy as np
@@ -118,6 +121,26 @@ def worker_init(worker_id: int = 0) -> None:
         pass
 
 
+_THREADS_SET_IN_PID = None
+
+
+def _single_thread_in_workers() -> None:
+    """Inside a DataLoader worker process, OpenCV gets one thread (once per process): the workers
+    are the parallelism, and OpenCV's default pool (one thread per core) in every worker of every
+    rank only contends for the cores. The main process is left alone."""
+    global _THREADS_SET_IN_PID
+    pid = os.getpid()
+    if _THREADS_SET_IN_PID == pid:
+        return
+    _THREADS_SET_IN_PID = pid
+    try:
+        from torch.utils.data import get_worker_info
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return
+    if get_worker_info() is not None:
+        cv2.setNumThreads(1)
+
+
 def _check_cfg(cfg: dict | None) -> dict:
     out = dict(DEFAULTS)
     if cfg:
@@ -159,6 +182,9 @@ class SampleTransform:
         self.size = int(self.cfg["crop_size"])
         self.border = _BORDERS[self.cfg["image_border"]]
         self._backgrounds = None
+        bgs = self.cfg["backgrounds"]
+        if isinstance(bgs, (str, os.PathLike)) and not os.path.isdir(bgs):
+            raise FileNotFoundError(f"background folder not found: {bgs} (augmentation option 'backgrounds')")
 
     @property
     def backgrounds(self) -> BackgroundSource:
@@ -187,6 +213,7 @@ class SampleTransform:
         return CropGeometry(centre_q=centre, side_q=side, angle_rad=angle, flip=flip)
 
     def __call__(self, sample: dict, rng: np.random.Generator | int | None = None) -> dict:
+        _single_thread_in_workers()
         if self.train:
             if rng is None:
                 raise ValueError("training augmentation needs a numpy Generator (see sample_rng)")

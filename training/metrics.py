@@ -53,8 +53,9 @@ def _t(x, dtype=torch.float64) -> torch.Tensor:
 
 
 def _like(out: torch.Tensor, ref):
+    """Return ``out`` as the caller gave ``ref``: numpy, or a tensor of its dtype and device."""
     if isinstance(ref, torch.Tensor):
-        return out.to(ref.dtype if ref.is_floating_point() else torch.float32)
+        return out.to(device=ref.device, dtype=ref.dtype if ref.is_floating_point() else torch.float32)
     return out.numpy()
 
 
@@ -206,7 +207,8 @@ class HandMetrics:
     (FreiHAND "aligned auc3d"), ``mpvpe_mm``, ``pa_mpvpe_mm``, ``f5`` / ``f15`` (unaligned mesh),
     ``pa_f5`` / ``pa_f15`` (aligned), ``epe2d_px``, ``auc2d_0_30px``, ``n_3d``, ``n_verts``,
     ``n_2d``; a key is absent when nothing fed it. Means follow the FreiHAND averaging (per
-    keypoint, then over keypoints).
+    keypoint, then over keypoints); ``mpjpe_pooled_mm`` is the plain mean over every visible joint
+    of every sample (the same when all joints are visible).
     """
 
     def __init__(self, *, steps: int = 100, reflection: bool = True,
@@ -247,6 +249,12 @@ class HandMetrics:
             self._e["e2d"].append(torch.linalg.norm(p2 - g2, dim=-1))
             self._e["vis2d"].append(_vis(visible, p2.shape[:2]))
 
+    def merge(self, other: "HandMetrics") -> "HandMetrics":
+        """Add another accumulator's samples (e.g. gathered from other ranks); returns self."""
+        for key, parts in other._e.items():
+            self._e[key].extend(parts)
+        return self
+
     def compute(self) -> dict:
         out: dict = {}
         cat = {k: torch.cat(v) for k, v in self._e.items() if v}
@@ -256,6 +264,8 @@ class HandMetrics:
             ab = pck_auc(cat["abs"], vis, 0.0, 0.05, self.steps)
             out["mpjpe_mm"] = 1000 * ab["epe_mean"]
             out["abs_auc_0_50"] = ab["auc"]
+            # the other common convention: one mean over all visible joints of all samples
+            out["mpjpe_pooled_mm"] = 1000 * float(cat["abs"][vis].mean()) if bool(vis.any()) else float("nan")
             rr = pck_auc(cat["rr"], vis, 0.0, 0.05, self.steps)
             out["rr_mpjpe_mm"] = 1000 * rr["epe_mean"]
             out["auc_0_50"] = rr["auc"]

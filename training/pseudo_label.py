@@ -12,16 +12,16 @@ ROS install needed) holding ``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mon
 The tracker is :class:`hand_pose_core.pipeline.estimator.HandPoseEstimator` with
 ``tracking=True`` and the MANO fit (the node's default pipeline).
 
-Layout of ``DIR`` (``%08d`` = running label number, one per hand and frame)::
+Layout of ``DIR`` (``NAME`` = ``%08d_%d`` % (frame number, hand index in that frame))::
 
     DIR/meta.json          written last: {"format": "hand_pose_ros/footage", "version": 1,
                            "source", "count" (hands), "frames" (frames read), "fps",
                            "K" (3x3 of the full frames), "calibrated" (K given or from the bag),
                            "crop_size", "crop_scale", "min_score", "split" {...}, "confidence"}
-    DIR/crops/%08d.jpg     the hand crop (RGB JPEG, crop_size x crop_size, axis-aligned square
+    DIR/crops/NAME.jpg     the hand crop (RGB JPEG, crop_size x crop_size, axis-aligned square
                            around the tracker's 2D joints, crop_scale x their extent; outside the
                            frame is black)
-    DIR/labels/%08d.npy    one record of LABEL_DTYPE (np.load allow_pickle=False):
+    DIR/labels/NAME.npy    one record of LABEL_DTYPE (np.load allow_pickle=False):
                            frame, t_s, hand (index in the frame), side, score (presence),
                            handedness_score, K (3x3 of the CROP), crop_box (L, T, size: the crop's
                            outer square in frame pixel-edge coordinates, so frame pixel
@@ -55,7 +55,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-__all__ = ["pseudo_label", "iter_footage", "joint_confidence", "crop_box", "LABEL_DTYPE",
+__all__ = ["pseudo_label", "iter_footage", "label_name", "parse_label_name", "joint_confidence", "crop_box", "LABEL_DTYPE",
            "FORMAT", "read_meta", "read_labels", "BAG_SUFFIXES"]
 
 FORMAT = "hand_pose_ros/footage"
@@ -72,6 +72,20 @@ LABEL_DTYPE = np.dtype([
 ])
 CONFIDENCE_RULE = ("presence * exp(-0.5 (e/sigma)^2), e = |2D joint - projected 3D joint| px, "
                    "sigma = max(2, 0.05 * 2D hand extent)")
+
+
+def label_name(frame: int, hand: int) -> str:
+    """File stem of the label of ``hand`` in ``frame`` (sorting by name = by frame)."""
+    return f"{int(frame):08d}_{int(hand)}"
+
+
+def parse_label_name(stem: str) -> tuple[int, int]:
+    """(frame, hand) from a label file stem; ValueError names the stem."""
+    try:
+        frame, hand = stem.split("_")
+        return int(frame), int(hand)
+    except ValueError:
+        raise ValueError(f"label file name {stem!r} is not FRAME_HAND (e.g. 00000012_0)") from None
 
 
 # --------------------------------------------------------------------------- sources
@@ -227,6 +241,9 @@ def pseudo_label(source, out, *, K=None, crop_size: int = 256, crop_scale: float
     out = Path(out)
     if (out / "meta.json").exists():
         raise ValueError(f"{out} already holds a footage dataset; choose another --out")
+    if (out / "labels").is_dir() and any((out / "labels").iterdir()):
+        raise ValueError(f"{out} holds labels of an unfinished run (no meta.json); delete it or "
+                         "choose another --out")
     if int(crop_size) < 16 or not crop_scale > 1.0 or int(every) < 1:
         raise ValueError(f"need crop_size >= 16, crop_scale > 1 and every >= 1; got {crop_size}, "
                          f"{crop_scale}, {every}")
@@ -278,7 +295,7 @@ def pseudo_label(source, out, *, K=None, crop_size: int = 256, crop_scale: float
                 if t is not None:
                     rec["mano_pose"], rec["mano_shape"], rec["mano_trans"] = hand.pose, hand.shape, t
                     rec["verts_cam_m"], rec["has_mano"] = hand.vertices, True
-            name = f"{count:08d}"
+            name = label_name(index, n)
             ok, jpg = cv2.imencode(".jpg", crop[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
             (out / "crops" / f"{name}.jpg").write_bytes(jpg.tobytes())
             with open(out / "labels" / f"{name}.npy", "wb") as f:

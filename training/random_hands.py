@@ -44,20 +44,23 @@ def _random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
 def random_hand_joints(n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` wrist-centred right hands (n, 21, 3) in metres, random plausible pose and size,
     in the template's frame (fingers along +y, palm in x-y)."""
+    # FK21: local_rot[j] turns the bone that ENDS at joint j, so the flexion of a finger's
+    # MCP joint is local_rot[MCP + 1], its PIP local_rot[MCP + 2], its DIP local_rot[MCP + 3]
     aa = np.zeros((n, NUM_JOINTS, 3))
     for f in range(5):
         base = 1 + 4 * f
-        if f == 0:  # thumb: wide, mostly about y (opposition) and x
-            aa[:, base, 0] = rng.uniform(-0.3, 0.6, n)
-            aa[:, base, 1] = rng.uniform(-0.6, 0.4, n)
-            aa[:, base + 1, 0] = rng.uniform(-0.2, 0.9, n)
-            aa[:, base + 2, 0] = rng.uniform(-0.2, 1.2, n)
+        if f == 0:  # thumb: CMC (opposition, mostly about y and x), MCP and IP flexion
+            aa[:, base + 1, 0] = rng.uniform(-0.3, 0.6, n)
+            aa[:, base + 1, 1] = rng.uniform(-0.6, 0.4, n)
+            aa[:, base + 2, 0] = rng.uniform(-0.2, 0.9, n)
+            aa[:, base + 3, 0] = rng.uniform(-0.2, 1.2, n)
         else:
-            aa[:, base, 0] = rng.uniform(-0.2, 1.5, n)  # MCP flexion (+x rotation bends to the palm)
-            aa[:, base, 2] = rng.uniform(-0.25, 0.25, n)  # abduction
+            aa[:, base, 0] = rng.uniform(-0.05, 0.05, n)  # metacarpals barely move
+            aa[:, base + 1, 0] = rng.uniform(-0.2, 1.5, n)  # MCP flexion (+x bends to the palm)
+            aa[:, base + 1, 2] = rng.uniform(-0.25, 0.25, n)  # MCP abduction
             curl = rng.uniform(-0.05, 1.5, n)  # PIP and DIP move together
-            aa[:, base + 1, 0] = curl
-            aa[:, base + 2, 0] = curl * rng.uniform(0.5, 0.9, n)
+            aa[:, base + 2, 0] = curl
+            aa[:, base + 3, 0] = curl * rng.uniform(0.5, 0.9, n)
     ref = bone_lengths(TEMPLATE_JOINTS_M)
     lengths = ref[None] * rng.uniform(0.85, 1.15, (n, 1)) * rng.uniform(0.95, 1.05, (n, ref.size))
     fk = ForwardKinematics21()

@@ -10,6 +10,26 @@ import torch
 from .base import BACKENDS, MODELS, PRECISIONS, Runner, check_choice, check_device
 
 VARIANTS = ("full", "lite")
+# backends for our two MediaPipe networks: the module backends plus LiteRT (the original .tflite
+# files) and 'auto' (the fastest measured one available: see resolve_auto_backend)
+NETWORK_BACKENDS = BACKENDS + ("litert", "auto")
+
+
+def litert_available() -> bool:
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401, PLC0415
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_auto_backend(device: str) -> str:
+    """'auto' -> 'litert' on the CPU when ai-edge-litert is installed (fastest measured on the
+    CPU, docs/benchmarks.md), else 'onnxruntime'; 'torch' for CUDA devices."""
+    device = check_device(device)
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return "torch"
+    return "litert" if litert_available() else "onnxruntime"
 INPUT_SHAPES = {"palm": (1, 3, 192, 192), "landmark": (1, 3, 224, 224)}
 
 
@@ -37,7 +57,7 @@ def create_runner_for_module(
             ``platformdirs.user_cache_dir('hand_pose_ros')``).
         name: short id used in file names and ``runner.name`` (default: the module's class name).
         output_names: names for the flattened outputs (default: NamedTuple fields or output_<i>).
-        **options: backend-specific: ``threads`` (onnxruntime, default 2), ``spin`` (onnxruntime thread busy-wait, default off); ``max_batch``,
+        **options: backend-specific: ``cuda_graphs`` (torch on CUDA), ``threads`` (onnxruntime, default 2), ``spin`` (onnxruntime thread busy-wait, default off); ``max_batch``,
             ``opt_batch``, ``workspace_bytes`` (tensorrt).
     """
     backend = check_choice("backend", backend, BACKENDS)
@@ -50,7 +70,7 @@ def create_runner_for_module(
         raise ValueError(f"example_shape must be [B, C, H, W] with positive sizes, got {tuple(example_shape)}")
     name = name or type(module).__name__
     names = tuple(output_names) if output_names is not None else None
-    allowed = {"torch": set(), "onnxruntime": {"threads", "spin"}, "tensorrt": {"max_batch", "opt_batch", "workspace_bytes"}}
+    allowed = {"torch": {"cuda_graphs"}, "onnxruntime": {"threads", "spin"}, "tensorrt": {"max_batch", "opt_batch", "workspace_bytes"}}
     unknown = set(options) - allowed[backend]
     if unknown:
         raise ValueError(f"unknown option(s) {sorted(unknown)} for backend {backend!r}; "
@@ -58,7 +78,8 @@ def create_runner_for_module(
     if backend == "torch":
         from .torch_runner import TorchRunner
 
-        return TorchRunner(module, shape, device=device, precision=precision, name=name, output_names=names)
+        return TorchRunner(module, shape, device=device, precision=precision, name=name, output_names=names,
+                           **options)
     if backend == "onnxruntime":
         from .onnxruntime_runner import OnnxRuntimeRunner
 
@@ -84,17 +105,31 @@ def create_runner(
     model='palm': input ``[B, 3, 192, 192]``, outputs (box_regressors [B, 2016, 18],
     score_logits [B, 2016, 1]). model='landmark': input ``[B, 3, 224, 224]``, outputs
     (landmarks [B, 21, 3], presence [B], handedness [B], world_landmarks [B, 21, 3]).
+    backend='litert' runs MediaPipe's original ``.tflite`` files with XNNPACK instead (CPU, fp32;
+    only these two networks, so it is not offered by :func:`create_runner_for_module`).
     Weights come from :mod:`hand_pose_core.weights` (converted and cached on first use; see its
     docs for offline mode). ``cache_dir`` only moves the ONNX/engine caches.
     Other arguments as in :func:`create_runner_for_module`.
     """
     model = check_choice("model", model, MODELS)
     variant = check_choice("variant", variant, VARIANTS)
-    backend = check_choice("backend", backend, BACKENDS)
+    backend = check_choice("backend", backend, NETWORK_BACKENDS)
+    if backend == "auto":
+        backend = resolve_auto_backend(device)
     check_device(device)
     check_choice("precision", precision, PRECISIONS)
     from hand_pose_core import weights
 
+    if backend == "litert":
+        from .litert_runner import TFLITE_NAMES, LiteRTRunner
+
+        unknown = set(options) - {"threads"}
+        if unknown:
+            raise ValueError(f"unknown option(s) {sorted(unknown)} for backend 'litert'; it accepts: threads")
+        name = TFLITE_NAMES[(model, variant)]
+        path = weights.ensure_tflite((name,), progress=False)[name]
+        return LiteRTRunner(model, path, INPUT_SHAPES[model], variant=variant, device=device,
+                            precision=precision, **options)
     # output names are the NamedTuple fields (PalmOutput / LandmarkOutput)
     loader = weights.load_palm_detector if model == "palm" else weights.load_hand_landmark
     return create_runner_for_module(loader(variant), INPUT_SHAPES[model], backend=backend, device=device,

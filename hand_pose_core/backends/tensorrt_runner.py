@@ -10,6 +10,15 @@ for those versions the ONNX graph itself is cast to fp16 (:mod:`.onnx_fp16`) and
 created with ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``; older TensorRT 10 builds the fp32
 graph with ``BuilderFlag.FP16``. fp32 engines disable TF32 so results match PyTorch to ~1e-4.
 
+Builder timing cache: one file per (TensorRT version, GPU, compute capability) under
+``<cache>/tensorrt/timing-<key>.cache``, loaded into every build and saved after it, so later
+builds (other precisions, batch profiles, models) skip most kernel timing. A timing cache
+TensorRT refuses is discarded and rebuilt.
+
+Cached engines sit next to a ``.sha256`` of their bytes written last: a missing or mismatched
+digest, or bytes TensorRT cannot deserialize (another TensorRT build), mean "rebuild"
+(:func:`read_cached_engine`).
+
 Buffers are torch CUDA tensors (``set_tensor_address``), run on torch's current CUDA stream.
 ``tensorrt`` is imported only when this backend is used.
 """
@@ -83,6 +92,35 @@ def engine_cache_key(
     return hashlib.sha256(";".join(fields).encode()).hexdigest()[:20]
 
 
+def timing_cache_key(trt_version: str, gpu_name: str, compute_capability: tuple[int, int]) -> str:
+    """Key of the builder timing cache: kernels' timings depend on the GPU and TensorRT only."""
+    fields = f"trt={trt_version};gpu={gpu_name};sm={compute_capability[0]}.{compute_capability[1]}"
+    return hashlib.sha256(fields.encode()).hexdigest()[:20]
+
+
+def read_cached_engine(path: Path) -> bytes | None:
+    """The bytes of a cached engine whose ``.sha256`` digest matches, else None (absent, half
+    written or corrupt: the caller rebuilds). Pure file logic, no TensorRT needed."""
+    path = Path(path)
+    digest = path.with_suffix(path.suffix + ".sha256")
+    if not (path.is_file() and digest.is_file()):
+        return None
+    data = path.read_bytes()
+    if digest.read_text().strip() != hashlib.sha256(data).hexdigest():
+        log.warning("cached TensorRT engine %s does not match its checksum; rebuilding", path)
+        return None
+    return data
+
+
+def write_cached_engine(path: Path, data: bytes) -> None:
+    """Write an engine, then its digest (atomic renames; the digest last marks completeness)."""
+    path = Path(path)
+    digest = path.with_suffix(path.suffix + ".sha256")
+    digest.unlink(missing_ok=True)
+    atomic_write_bytes(path, data)
+    atomic_write_bytes(digest, (hashlib.sha256(data).hexdigest() + "\n").encode())
+
+
 def gpu_identity(device: str = "cuda") -> tuple[str, tuple[int, int]]:
     """(name, compute capability) of the torch CUDA device."""
     index = torch.device(device).index or 0
@@ -106,8 +144,11 @@ def build_engine(
     input_chw: tuple[int, int, int],
     opt_batch: int = 1,
     workspace_bytes: int = 1 << 30,
+    timing_cache_path: str | os.PathLike | None = None,
 ) -> bytes:
     """Build a serialized TensorRT engine from an ONNX file with input ``'image'``.
+
+    ``timing_cache_path``: builder timing cache loaded before and saved after the build.
 
     ``onnx_path`` must already be fp16-cast when the TensorRT version uses strongly typed
     networks and ``precision='fp16'`` (see :func:`TensorRTRunner`)."""
@@ -132,9 +173,19 @@ def build_engine(
     c, h, w = input_chw
     profile.set_shape(INPUT_NAME, (1, c, h, w), (min(opt_batch, max_batch), c, h, w), (max_batch, c, h, w))
     config.add_optimization_profile(profile)
+    cache = None
+    if timing_cache_path is not None:
+        blob = Path(timing_cache_path).read_bytes() if Path(timing_cache_path).is_file() else b""
+        cache = config.create_timing_cache(blob)
+        if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+            log.warning("TensorRT refused the timing cache %s; starting a new one", timing_cache_path)
+            cache = config.create_timing_cache(b"")
+            config.set_timing_cache(cache, ignore_mismatch=True)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
+    if cache is not None:
+        atomic_write_bytes(Path(timing_cache_path), bytes(memoryview(config.get_timing_cache().serialize())))
     return bytes(serialized)
 
 
@@ -184,6 +235,7 @@ class TensorRTRunner(Runner):
         gpu_name, cc = gpu_identity(self.device)
         key = engine_cache_key(trt.__version__, gpu_name, cc, file_sha256(onnx_path), precision, max_batch, opt_batch)
         self.engine_path = root / "tensorrt" / f"{name}-{precision}-{key}.engine"
+        self.timing_cache_path = root / "tensorrt" / f"timing-{timing_cache_key(trt.__version__, gpu_name, cc)}.cache"
         with torch.cuda.device(self.device):
             self._logger = trt.Logger(trt.Logger.WARNING)
             self._runtime = trt.Runtime(self._logger)
@@ -196,18 +248,17 @@ class TensorRTRunner(Runner):
         self.name = f"{name}/tensorrt/{self.device}/{precision}"
 
     def _load_or_build(self, onnx_path: Path, precision: str, max_batch: int, opt_batch: int, workspace: int):
-        digest = self.engine_path.with_suffix(".engine.sha256")
-        if self.engine_path.is_file() and digest.is_file() and digest.read_text().strip() == file_sha256(self.engine_path):
-            engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+        data = read_cached_engine(self.engine_path)
+        if data is not None:
+            engine = self._runtime.deserialize_cuda_engine(data)
             if engine is not None:
                 log.debug("reusing TensorRT engine %s", self.engine_path)
                 return engine
             log.warning("TensorRT could not deserialize %s; rebuilding", self.engine_path)
-        digest.unlink(missing_ok=True)
         log.info("building TensorRT %s engine from %s (takes a while once)", precision, onnx_path)
-        data = build_engine(onnx_path, precision, max_batch, self.input_shape[1:], opt_batch, workspace)
-        atomic_write_bytes(self.engine_path, data)
-        atomic_write_bytes(digest, (file_sha256(self.engine_path) + "\n").encode())
+        data = build_engine(onnx_path, precision, max_batch, self.input_shape[1:], opt_batch, workspace,
+                            timing_cache_path=self.timing_cache_path)
+        write_cached_engine(self.engine_path, data)
         engine = self._runtime.deserialize_cuda_engine(data)
         if engine is None:
             raise RuntimeError(f"TensorRT could not deserialize the engine it just built ({self.engine_path})")

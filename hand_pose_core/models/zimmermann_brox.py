@@ -67,9 +67,9 @@ _STD = (0.229, 0.224, 0.225)
 
 
 # ----------------------------------------------------------------------------- canonical frame
-def _mirror_signs(side: torch.Tensor, dtype) -> torch.Tensor:
-    """(B,) side (1 right, 0 left) -> (B, 1, 3) signs of M."""
-    sx = torch.where(side.reshape(-1) == 0, -1.0, 1.0).to(dtype)
+def _mirror_signs(side: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,) side (1 right, 0 left) -> (B, 1, 3) signs of M (dtype and device of ``like``)."""
+    sx = torch.where(side.reshape(-1).to(like.device) == 0, -1.0, 1.0).to(like.dtype)
     ones = torch.ones_like(sx)
     return torch.stack([sx, ones, ones], -1)[:, None, :]
 
@@ -94,7 +94,7 @@ def to_canonical(joints: torch.Tensor, side: torch.Tensor, eps: float = 1e-9):
     """
     rel = joints - joints[:, ROOT_JOINT:ROOT_JOINT + 1]
     scale = (rel[:, REF_BONE[1]] - rel[:, REF_BONE[0]]).norm(dim=-1).clamp_min(eps)
-    w = rel / scale[:, None, None] * _mirror_signs(side, joints.dtype)
+    w = rel / scale[:, None, None] * _mirror_signs(side, joints)
     R = canonical_rotation(w, eps)
     return w @ R.transpose(1, 2), R, scale
 
@@ -102,7 +102,7 @@ def to_canonical(joints: torch.Tensor, side: torch.Tensor, eps: float = 1e-9):
 def from_canonical(w_c: torch.Tensor, R: torch.Tensor, side: torch.Tensor,
                    scale: torch.Tensor | float = 1.0) -> torch.Tensor:
     """Inverse of :func:`to_canonical`: wrist-relative joints ``s * M @ R^T @ w_c``."""
-    w = (w_c @ R) * _mirror_signs(side, w_c.dtype)
+    w = (w_c @ R) * _mirror_signs(side, w_c)
     if torch.is_tensor(scale):
         return w * scale.reshape(-1, 1, 1)
     return w * float(scale)

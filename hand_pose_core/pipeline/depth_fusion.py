@@ -27,14 +27,16 @@ Method, per hand (all in metres, camera optical frame):
    ``3 sigma(z) + model_slack_m`` of ``s * z_rgb``; ``sigma(z)`` is the depth noise model of a
    structured-light / stereo camera, growing with z squared). Occluding fingers, background
    and holes are outliers; they do not move a median.
-5. **Joint refinement, keeping the 2D reprojection.** Every joint is moved along its own camera
-   ray: its depth is the inverse-variance average of the scaled RGB depth (the network's relative
-   depth, ``prior_sigma_m``) and, where its window is an inlier, the measured depth. The 2D
-   reprojection of every joint is therefore exactly that of the RGB placement, and the depth
-   residuals are minimised under that constraint.
+5. **Joint refinement with the 2D reprojection.** Every joint is placed on the camera ray of its
+   detected 2D joint (the landmark network's 2D is more precise than the lateral position of its
+   3D joints), at a depth that is the inverse-variance average of the scaled RGB depth (the
+   network's relative depth, ``prior_sigma_m``) and, where its own window agrees within
+   ``joint_gate_m``, the measured depth. So the fused joints reproject exactly onto the 2D joints
+   and the depth residuals are minimised under that constraint.
 6. **Fallback.** Too few readings, a scale outside ``scale_range`` (depth disagrees with the
-   image: a wrong or unaligned depth image, or a hand in front of a glass pane), or too few
-   inliers: the RGB placement is kept and the result says why (``Hand.depth_used`` False).
+   image: a wrong or unaligned depth image, or a hand in front of a glass pane), or fewer than
+   ``min_inlier_fraction`` of the windows within ``joint_gate_m`` of the scaled hand (occlusion):
+   the RGB placement is kept and the result says why (``Hand.depth_used`` False).
 
 Depth images follow REP 118: float32 metres or uint16 millimetres, 0 or NaN = no reading.
 """
@@ -44,6 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hand_pose_core.camera import unproject
 from hand_pose_core.skeleton import BONES
 
 # Distance from each joint centre to the skin that faces the camera (canonical joint order),
@@ -75,7 +78,8 @@ class DepthFusionResult:
     used: the depth set the hand's distance. reason: why not, when ``used`` is False.
     scale: factor applied to the RGB placement (1.0 when not used).
     surface_z_m: (21,) surface depth measured under each joint (NaN: no usable window).
-    n_windows / n_inliers: windows with readings (joints + bone points) / consistent ones.
+    n_windows / n_inliers: windows with readings (joints + bone points) / ones that agree with the
+    scaled hand within the per-joint gate.
     """
 
     joints_cam_m: np.ndarray
@@ -170,6 +174,8 @@ class DepthFusionConfig:
     model_slack_m: float = 0.012  # offset-model and network errors on top of the sensor noise
     prior_sigma_m: float = 0.015  # the network's per-joint relative depth error
     joint_gate_m: float = 0.035   # a joint's own reading is used within this of the scaled RGB depth
+    neighbour_readings: bool = True  # joints without a reading use the bone points next to them
+    neighbour_sigma_m: float = 0.006  # extra uncertainty of a reading moved from a bone point
     scale_range: tuple[float, float] = (0.5, 2.0)
     min_inliers: int = 6
     min_inlier_fraction: float = 0.4
@@ -215,18 +221,23 @@ def fuse_hand_depth(joints_cam_m, uv_px, depth_m: np.ndarray, K,
         if inl.sum() < cfg.min_inliers:
             break
         s = float((z_s[inl] @ z_meas[inl]) / (z_s[inl] @ z_s[inl]))
-    result.n_inliers = int(inl.sum())
     lo, hi = cfg.scale_range
     if not lo <= s <= hi:
         result.reason = (f"depth disagrees with the image: it puts the hand {s:.2f}x as far as the RGB "
                          f"placement (allowed {lo}..{hi}); is the depth aligned to the colour image?")
         return result
-    if inl.sum() < cfg.min_inliers or inl.sum() < cfg.min_inlier_fraction * ok.sum():
-        result.reason = (f"depth readings under the hand are inconsistent ({int(inl.sum())} of "
+    # consistency: most windows must agree with the scaled hand within the per-joint gate (the
+    # network's relative depths may be off by a couple of centimetres; occluders, background and
+    # an unaligned depth image are off by more)
+    z_meas = surf + off_s * s
+    agree = ok & (np.abs(z_meas - s * z_s) <= 3.0 * depth_noise_sigma_m(z_s * s) + cfg.joint_gate_m)
+    result.n_inliers = int(agree.sum())
+    if agree.sum() < cfg.min_inliers or agree.sum() < cfg.min_inlier_fraction * ok.sum():
+        result.reason = (f"depth readings under the hand are inconsistent ({int(agree.sum())} of "
                          f"{int(ok.sum())} windows agree)")
         return result
 
-    # per joint: inverse-variance depth along the joint's own ray (2D reprojection unchanged)
+    # per joint: inverse-variance depth, then along the ray of its 2D joint
     z_prior = s * z_rgb
     w_prior = 1.0 / cfg.prior_sigma_m ** 2
     sig_m = np.sqrt(depth_noise_sigma_m(z_prior) ** 2 + (0.25 * SURFACE_OFFSET_M * s) ** 2)
@@ -235,9 +246,33 @@ def fuse_hand_depth(joints_cam_m, uv_px, depth_m: np.ndarray, K,
     # (farther: background behind a joint off the silhouette; nearer: a finger in front of it)
     with np.errstate(invalid="ignore"):
         joint_ok = ok[:21] & (np.abs(z_meas[:21] - z_prior) <= cfg.joint_gate_m)
-    w_meas = np.where(joint_ok, 1.0 / sig_m ** 2, 0.0)
-    z_j = (w_prior * z_prior + w_meas * np.nan_to_num(z_meas[:21])) / (w_prior + w_meas)
-    result.joints_cam_m = P * (z_j / z_rgb)[:, None]
+    z_obs = np.where(joint_ok, z_meas[:21], np.nan)
+    sig_obs = sig_m.copy()
+    if cfg.neighbour_readings:
+        # a joint without its own reading (its 2D point just off the finger, a hole) takes the
+        # readings of the bone points next to it, moved to the joint by the scaled RGB depth
+        # difference between point and joint
+        with np.errstate(invalid="ignore"):
+            near_ok = ok & (np.abs(z_meas - s * z_s) <= cfg.joint_gate_m)
+        nb = cfg.bone_points
+        for j in np.flatnonzero(~joint_ok):
+            est = []
+            # on each bone at the joint, the agreeing point nearest to the joint
+            runs = [[21 + b * nb + k for k in range(nb - 1, -1, -1)] for b in np.flatnonzero(bones[:, 1] == j)]
+            runs += [[21 + b * nb + k for k in range(nb)] for b in np.flatnonzero(bones[:, 0] == j)]
+            for run in runs:
+                i = next((i for i in run if near_ok[i]), None)
+                if i is not None:
+                    est.append(z_meas[i] - s * (z_s[i] - z_rgb[j]))
+            if est:
+                z_obs[j] = float(np.median(est))
+                sig_obs[j] = np.hypot(sig_m[j], cfg.neighbour_sigma_m)
+    has_obs = np.isfinite(z_obs)
+    w_meas = np.where(has_obs, 1.0 / sig_obs ** 2, 0.0)
+    z_j = (w_prior * z_prior + w_meas * np.nan_to_num(z_obs)) / (w_prior + w_meas)
+    # on the rays of the detected 2D joints: the landmark network's 2D is more precise than the
+    # lateral position of its 3D joints, so the fused joints reproject exactly onto uv_px
+    result.joints_cam_m = unproject(uv, z_j, K)
     result.used, result.scale = True, s
     return result
 

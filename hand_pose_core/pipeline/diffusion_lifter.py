@@ -27,7 +27,7 @@ class DiffusionLifter(Lifter):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = model.to(device).eval()
         extra = meta.get("extra") or {}
-        self.crop_size_px = int(extra.get("crop_size_px", model.crop_size_px))
+        self.crop_size_px = int(extra.get("crop_size_px", extra.get("crop_size", model.crop_size_px)))
         if self.crop_size_px != model.crop_size_px:
             model.crop_size_px = self.crop_size_px
         self.num_hypotheses = int(extra.get("num_hypotheses", 1))

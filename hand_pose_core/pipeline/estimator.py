@@ -35,6 +35,7 @@ from .palm_decoding import decode_palm_detections, unletterbox_detections
 from .roi import (Roi, apply_affine, crop_roi, invert_affine, landmarks_to_roi, letterbox,
                   palm_to_roi)
 from .anchors import PALM_INPUT_SIZE_PX
+from .threads import SingleThreadBlas
 
 # a new detection whose ROI overlaps a tracked hand's ROI this much is that hand
 TRACK_DEDUP_IOU = 0.5
@@ -55,36 +56,27 @@ REFINE_ROT_RAD = 0.10
 def _create_runner(model: str, backend: str, variant: str, device: str, precision: str):
     from ..backends import create_runner
 
+    options = {}
+    if backend == "torch" and str(device).startswith("cuda"):
+        options["cuda_graphs"] = True  # fixed-shape networks: replay captured graphs
     return create_runner(model, backend=backend, variant=variant, device=device,
-                         precision=precision)
+                         precision=precision, **options)
 
 
-class _SingleThreadBlas:
-    """Context manager running numpy/scipy BLAS single-threaded (threadpoolctl), restoring after.
+def _run_network(runner, x) -> tuple[np.ndarray, ...]:
+    """Run ``runner`` on a numpy batch, or on a torch batch (GPU pre-processing): on the
+    runner's own device when it takes tensors (torch, tensorrt), else via the host."""
+    if isinstance(x, np.ndarray):
+        return runner(x)
+    if hasattr(runner, "run_torch"):
+        return tuple(o.float().cpu().numpy() for o in runner.run_torch(x))
+    return runner(x.cpu().numpy())
 
-    The MANO fit multiplies many tiny matrices; multi-threaded OpenBLAS spends far longer waking
-    and synchronising its threads than computing, and its threads fight the network runtime's.
-    Measured on the 2-core CI machine under load (60 static 640x480 frames, cProfile): the fit's
-    normal equations took 13 ms per call with OpenBLAS's default threads and 0.4 ms with one.
-    Without threadpoolctl this does nothing.
-    """
 
-    _controller = None
+def _cuda_available() -> bool:
+    import torch
 
-    def __enter__(self):
-        try:
-            if _SingleThreadBlas._controller is None:
-                from threadpoolctl import ThreadpoolController
-
-                _SingleThreadBlas._controller = ThreadpoolController()
-            self._limit = _SingleThreadBlas._controller.limit(limits=1, user_api="blas")
-        except ImportError:
-            self._limit = None
-        return self
-
-    def __exit__(self, *exc):
-        if self._limit is not None:
-            self._limit.restore_original_limits()
+    return torch.cuda.is_available()
 
 
 def validate_image(image_rgb) -> np.ndarray:
@@ -146,9 +138,11 @@ class HandPoseEstimator:
 
     Args:
         max_hands: most hands returned per image.
-        backend, device, precision, variant: inference backend ('torch' | 'onnxruntime' |
-            'tensorrt'), device ('cpu' | 'cuda' | 'auto'), 'fp32' | 'fp16', model variant
-            ('full' | 'lite').
+        backend, device, precision, variant: inference backend ('auto' | 'litert' |
+            'onnxruntime' | 'torch' | 'tensorrt'), device ('cpu' | 'cuda' | 'auto'),
+            'fp32' | 'fp16', model variant ('full' | 'lite'). 'auto' (default) picks the fastest
+            measured backend available: 'litert' (MediaPipe's .tflite networks in XNNPACK) on the
+            CPU, else 'onnxruntime'; 'torch' on CUDA (docs/benchmarks.md).
         min_detection_score: palm detector threshold; nms_iou: weighted-NMS IoU.
         min_presence_score: landmark presence threshold (below it the hand is dropped/lost).
         mirrored: the images are mirrored (selfie view); swaps the reported side.
@@ -173,6 +167,10 @@ class HandPoseEstimator:
             palm crops when ``refine_passes`` >= 1; None uses ``variant``. 'lite' saves ~1/3 of
             that pass but was measured worse on the shared video (static median 1.90 vs
             1.66 px), so it is off by default (docs/benchmarks.md).
+        preprocess: 'numpy' (OpenCV on the host), 'torch' (letterbox, ROI crops and
+            normalisation in torch on the network's device, the frame uploaded once through a
+            pinned buffer: :mod:`.torch_preprocess`) or 'auto' (torch for the torch and
+            tensorrt backends on CUDA, else numpy).
 
     ``__call__`` returns :class:`~hand_pose_core.types.Hand` objects, highest presence first.
     ``joints_2d`` use the OpenCV/ROS pixel convention (pixel centres at integer coordinates).
@@ -185,14 +183,14 @@ class HandPoseEstimator:
     mano, total (a skipped stage is 0), and depth when a depth image was given.
     """
 
-    def __init__(self, max_hands: int = 2, backend: str = "onnxruntime", device: str = "cpu",
+    def __init__(self, max_hands: int = 2, backend: str = "auto", device: str = "cpu",
                  precision: str = "fp32", variant: str = "full", min_detection_score: float = 0.5,
                  min_presence_score: float = 0.5, nms_iou: float = 0.3, mirrored: bool = False,
                  tracking: bool = True, smoothing: bool = False, smoothing_min_cutoff: float = 1.0,
                  smoothing_beta: float = 10.0, fit_mano: bool = True, with_mesh: bool = True,
                  mano_root: str | None = None, refine_passes: int = 1, model: str = "mediapipe",
                  checkpoint: str | None = None, lifter_2d: bool = False,
-                 coarse_variant: str | None = None) -> None:
+                 coarse_variant: str | None = None, preprocess: str = "auto") -> None:
         if (not isinstance(max_hands, (int, np.integer)) or isinstance(max_hands, bool)
                 or max_hands < 1):
             raise ValueError(f"max_hands must be a positive integer, got {max_hands!r}")
@@ -226,6 +224,23 @@ class HandPoseEstimator:
 
             OneEuroFilter(self.smoothing_min_cutoff, self.smoothing_beta)
 
+        from ..backends import resolve_auto_backend
+
+        self.backend = resolve_auto_backend(device) if backend == "auto" else backend
+        backend = self.backend
+        if preprocess not in ("auto", "numpy", "torch"):
+            raise ValueError(f"unknown preprocess {preprocess!r}; choose 'auto', 'numpy' or 'torch'")
+        on_cuda = str(device).startswith("cuda") or (device == "auto" and backend in ("torch", "tensorrt")
+                                                      and _cuda_available())
+        if preprocess == "auto":
+            preprocess = "torch" if on_cuda and backend in ("torch", "tensorrt") else "numpy"
+        self.preprocess = preprocess
+        self._uploader = None
+        if preprocess == "torch":
+            from .torch_preprocess import PinnedUploader
+
+            self._uploader = PinnedUploader(("cuda" if device == "auto" else device) if on_cuda else "cpu")
+        self._frame_t = None  # the current frame on the pre-processing device (torch path)
         self.model = str(model)
         self.lifter_2d = bool(lifter_2d)
         self._lifter = None
@@ -253,6 +268,12 @@ class HandPoseEstimator:
         self._tracks: list[_Track] = []
         self.last_timings_ms: dict[str, float] = {}
 
+    @property
+    def lifter(self):
+        """The trained model's :class:`~.lifters.Lifter` (None with ``model='mediapipe'``); its
+        attributes (e.g. a sampling model's number of hypotheses) can be changed here."""
+        return self._lifter
+
     def reset(self) -> None:
         """Forget tracked hands (call between unrelated videos)."""
         self._tracks = []
@@ -260,15 +281,26 @@ class HandPoseEstimator:
     # -- stages ------------------------------------------------------------------------
     def detect_palms(self, image_rgb: np.ndarray) -> list[tuple[float, Roi]]:
         """Palm detector on the whole image -> [(score, hand ROI)], best first."""
-        x, m = letterbox(image_rgb, PALM_INPUT_SIZE_PX)
-        boxes, logits = self._palm(_to_batch([x]))[:2]
+        if self._frame_t is not None:
+            from .torch_preprocess import letterbox_torch
+
+            x, m = letterbox_torch(self._frame_t, PALM_INPUT_SIZE_PX)
+        else:
+            img, m = letterbox(image_rgb, PALM_INPUT_SIZE_PX)
+            x = _to_batch([img])
+        boxes, logits = _run_network(self._palm, x)[:2]
         dets = decode_palm_detections(boxes[0], logits[0], self.min_detection_score, self.nms_iou)
         dets = unletterbox_detections(dets, m)
         return [(d.score, palm_to_roi(d.box_px, d.keypoints_px)) for d in dets]
 
     def _landmarks(self, image_rgb: np.ndarray, rois: list[Roi], runner=None):
-        crops = [crop_roi(image_rgb, r)[0] for r in rois]
-        lm, presence, p_right, world = (runner or self._landmark)(_to_batch(crops))[:4]
+        if self._frame_t is not None:
+            from .torch_preprocess import crop_rois_torch
+
+            x = crop_rois_torch(self._frame_t, rois)
+        else:
+            x = _to_batch([crop_roi(image_rgb, r)[0] for r in rois])
+        lm, presence, p_right, world = _run_network(runner or self._landmark, x)[:4]
         return (np.asarray(lm).reshape(len(rois), 21, 3), np.asarray(presence).reshape(-1),
                 np.asarray(p_right).reshape(-1), np.asarray(world).reshape(len(rois), 21, 3))
 
@@ -298,10 +330,16 @@ class HandPoseEstimator:
 
             depth_m = depth_to_metres(depth, (h, w))
         t_s = time.monotonic() if timestamp_s is None else float(timestamp_s)
+        self._frame_t = self._uploader.upload(image_rgb) if self._uploader is not None else None
+        try:
+            return self._estimate(image_rgb, K, calibrated, t_s, t_start, depth_m)
+        finally:
+            self._frame_t = None
+
+    def _estimate(self, image_rgb, K, calibrated, t_s, t_start, depth_m=None) -> list[Hand]:
         timings = {"palm": 0.0, "landmark": 0.0, "metric3d": 0.0, "mano": 0.0}
         if depth_m is not None:
             timings["depth"] = 0.0
-
         tracks = self._tracks if self.tracking else []
         candidates: list[_Track] = list(tracks)
         if len(tracks) < self.max_hands:
@@ -363,7 +401,7 @@ class HandPoseEstimator:
             sides = [side_from_handedness(c.p_right, self.mirrored)[0] for c, *_ in placed]
             init = [c.mano_init if (self.tracking and c.mano_side == side) else None
                     for (c, *_), side in zip(placed, sides)]
-            with _SingleThreadBlas():
+            with SingleThreadBlas():
                 fits = self._fitter.fit(
                     np.stack([p[4].joints_cam_m for p in placed]), np.stack([p[2] for p in placed]),
                     K, sides=sides, init=init, with_vertices=self.with_mesh)

@@ -100,11 +100,16 @@ def decode_palm_detections(raw_boxes: np.ndarray, score_logits: np.ndarray,
     """Raw outputs of one image ([2016, 18], [2016, 1] or [2016]) -> palms in normalised
     detector-input coordinates, after thresholding and weighted NMS."""
     scores = sigmoid_scores(np.asarray(score_logits).reshape(-1))
-    boxes, kps = decode_boxes(raw_boxes)
+    raw = np.asarray(raw_boxes)
+    anchors = palm_anchors()
+    if raw.ndim != 2 or raw.shape[0] != anchors.shape[0]:
+        raise ValueError(f"raw palm boxes must be [{anchors.shape[0]}, 18], got {raw.shape}")
     keep = scores >= min_score
     if not keep.any():
         return []
-    return weighted_nms(scores[keep], boxes[keep], kps[keep], iou_threshold, max_detections)
+    # decode only the anchors above the threshold (a handful of 2016)
+    boxes, kps = decode_boxes(raw[keep], anchors[keep])
+    return weighted_nms(scores[keep], boxes, kps, iou_threshold, max_detections)
 
 
 def unletterbox_detections(dets: list[PalmDetection], letterbox_m: np.ndarray,

@@ -151,3 +151,64 @@ def diag_values(msg) -> dict:
         if status.name.endswith(": pipeline"):
             return {kv.key: kv.value for kv in status.values} | {"_level": status.level, "_message": status.message}
     return {}
+
+
+def latest_diag(diags) -> dict:
+    for _, msg in reversed(diags):
+        values = diag_values(msg)
+        if values:
+            return values
+    return {}
+
+
+class NodeClient:
+    """Publisher of images and camera_info plus a parameter client, in the listener's context."""
+
+    def __init__(self, lst, compressed: bool = False) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.parameter_client import AsyncParameterClient
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+        self.lst = lst
+        self.joints = lst.collect(PointCloud2, "hand/joints3d")
+        self.diags = lst.collect(DiagnosticArray, "/diagnostics")
+        self.pub = lst.node.create_publisher(CompressedImage if compressed else Image,
+                                             "image/compressed" if compressed else "image", 10)
+        self.pub_info = lst.node.create_publisher(CameraInfo, "camera_info", 10)
+        assert lst.wait_until(lambda: self.pub.get_subscription_count() > 0
+                              and self.pub_info.get_subscription_count() > 0, 30)
+        self.params = AsyncParameterClient(lst.node, "hand_pose_node")
+        assert self.params.wait_for_services(10.0)
+
+    def send(self, msg, stamp_s: float | None = None):
+        """Publish with a unique stamp (now, unless given); returns (sec, nanosec)."""
+        t = time.time() if stamp_s is None else stamp_s
+        msg.header.stamp.sec, msg.header.stamp.nanosec = int(t), int((t % 1) * 1e9)
+        msg.header.frame_id = "test_cam"
+        self.pub.publish(msg)
+        time.sleep(0.3)  # one at a time: the node keeps only the newest frame
+        return msg.header.stamp.sec, msg.header.stamp.nanosec
+
+    def output_for(self, key, timeout: float = 60.0):
+        def find():
+            return next((m for _, m in self.joints if (m.header.stamp.sec, m.header.stamp.nanosec) == key), None)
+
+        assert self.lst.wait_until(lambda: find() is not None, timeout), f"no /hand/joints3d for stamp {key}"
+        return find()
+
+    def diag_when(self, predicate, timeout: float = 15.0) -> dict:
+        self.lst.wait_until(lambda: predicate(latest_diag(self.diags)), timeout)
+        return latest_diag(self.diags)
+
+    def set(self, name: str, value):
+        from rclpy.parameter import Parameter
+
+        fut = self.params.set_parameters([Parameter(name, value=value)])
+        assert self.lst.wait_until(fut.done, 10.0)
+        return fut.result().results[0]
+
+    def get(self, name: str):
+        fut = self.params.get_parameters([name])
+        assert self.lst.wait_until(fut.done, 10.0)
+        v = fut.result().values[0]
+        return {1: v.bool_value, 2: v.integer_value, 3: v.double_value, 4: v.string_value}.get(v.type)

@@ -13,7 +13,8 @@ Options: ``min_score`` drops hands whose presence score is lower (default: the v
 writing); ``uncalibrated_3d='keep'|'drop'``: with footage labelled without calibration
 (meta.json ``calibrated: false``) the teacher 3D has a guessed absolute depth; 'drop' sets
 ``joints_cam_m`` to NaN (then ``has_3d`` is False after collation) and removes the MANO labels.
-Samples carry ``joints_conf`` (the teacher's per-joint confidence) and no mask.
+Label files are named ``FRAME_HAND`` so splits need no file reads; records are read (and
+checked) when a sample is loaded. Samples carry ``joints_conf`` (the teacher's per-joint confidence) and no mask.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from torch.utils.data import Dataset
 
 from training.datasets import register_dataset
 from training.datasets.sample import validate_sample
-from training.pseudo_label import read_labels, read_meta
+from training.pseudo_label import parse_label_name, read_labels, read_meta
 
 SPLITS = ("train", "val", "all")
 
@@ -70,12 +71,11 @@ class FootageDataset(Dataset):
         if len(files) != self.meta["count"]:
             raise ValueError(f"{self.root / 'labels'} holds {len(files)} label files but meta.json "
                              f"says {self.meta['count']}: the dataset is incomplete")
-        records = [read_labels(f) for f in files]  # small: validates every file once
-        frames = np.array([int(r["frame"]) for r in records], np.int64)
-        scores = np.array([float(r["score"]) for r in records])
+        frames = np.array([parse_label_name(f.stem)[0] for f in files], np.int64)
         keep = split_frames(frames, split, block_frames, val_every, guard_frames)
-        if min_score is not None:
-            keep &= scores >= float(min_score)
+        if min_score is not None:  # reads the selected records once (names the bad file)
+            keep &= np.array([k and float(read_labels(f)["score"]) >= float(min_score)
+                              for f, k in zip(files, keep)], bool)
         self.files = [f for f, k in zip(files, keep) if k]
         self.name = self.root.name
 
@@ -87,6 +87,9 @@ class FootageDataset(Dataset):
             raise IndexError(f"index {i} out of range for {len(self.files)} samples")
         label_path = self.files[i]
         rec = read_labels(label_path)
+        if (int(rec["frame"]), int(rec["hand"])) != parse_label_name(label_path.stem):
+            raise ValueError(f"{label_path}: record says frame {int(rec['frame'])} hand {int(rec['hand'])}, "
+                             "not what the file name says")
         crop_path = self.root / "crops" / f"{label_path.stem}.jpg"
         bgr = cv2.imread(str(crop_path), cv2.IMREAD_COLOR)
         if bgr is None:

@@ -14,7 +14,10 @@ facts from the dataset's published toolbox, ``lmb-freiburg/freihand``):
   shaped rest hand; the toolbox poses the hand without translation and adds one), so it is only
   given when a MANO model is passed (``mano=``); without it ``mano_trans`` is left out.
 * ``{set}_verts.json``: N x 778 x 3 MANO vertices, metres, camera frame (~0.5 GB of JSON for
-  training: read only when ``verts=True``; default: only for the evaluation split).
+  training: read only when ``verts=True``; default: only for the evaluation split). Parsed once,
+  then kept as a ``.npy`` in the cache (``hand_pose_core.paths.cache_dir()/datasets/freihand``,
+  keyed by the JSON file's path, size and modification time) and memory-mapped, so every rank and
+  worker shares one copy (``cache_verts=False`` parses the JSON every time).
 * ``{set}_scale.json``: N floats (a reference bone length); checked for length, not used.
 * ``training/rgb/%08d.jpg``: 4 x N images (224 x 224): the *versions* 'gs' (green screen), 'hom',
   'sample', 'auto' of unique sample ``i`` are files ``i + k * N`` for ``k = 0..3`` (N = 32560 in the
@@ -22,7 +25,7 @@ facts from the dataset's published toolbox, ``lmb-freiburg/freihand``):
   (JPEG: thresholded at 128), shared by the 4 versions.
 * ``evaluation/rgb/%08d.jpg``: N evaluation images (one version); the evaluation annotations
   (``evaluation_xyz.json`` etc.) come with the v2 evaluation release; without them the split
-  cannot be read (the error says so).
+  cannot be read (the error says so); ``evaluation_mano.json`` is optional.
 
 Every sample is one right hand, all 21 joints visible. Options: ``versions`` (subset of the four,
 training only), ``verts`` (None = evaluation only), ``masks`` (read the masks), ``mano``
@@ -49,7 +52,7 @@ _SPLITS = {"train": "training", "training": "training", "eval": "evaluation",
 @register_dataset("freihand")
 class FreiHand:
     def __init__(self, root, split: str = "train", *, versions=VERSIONS, verts: bool | None = None,
-                 masks: bool = True, mano=None):
+                 masks: bool = True, mano=None, cache_verts: bool = True):
         self.root = Path(root)
         if split not in _SPLITS:
             raise ValueError(f"FreiHAND split must be one of {sorted(_SPLITS)}, got {split!r}")
@@ -67,14 +70,16 @@ class FreiHand:
         self.K = self._load(f"{s}_K.json", (-1, 3, 3), "N intrinsics 3x3")
         n = len(self.K)
         self.xyz = self._load(f"{s}_xyz.json", (n, 21, 3), f"{n} x 21 x 3 joints (metres)")
-        params = self._load(f"{s}_mano.json", None, f"{n} MANO entries [[61 values]]")
-        self.mano = as_array(params.reshape(n, -1) if params.ndim == 3 and params.shape[1] == 1 else params,
-                             (n, 61), self.root / f"{s}_mano.json", f"{n} MANO entries of 61 values")
+        self.mano = None
+        if s == "training" or (self.root / f"{s}_mano.json").is_file():  # optional for evaluation
+            params = self._load(f"{s}_mano.json", None, f"{n} MANO entries [[61 values]]")
+            self.mano = as_array(params[:, 0] if params.ndim == 3 and params.shape[1] == 1 else params,
+                                 (n, 61), self.root / f"{s}_mano.json", f"{n} MANO entries of 61 values")
         scale_path = self.root / f"{s}_scale.json"
         if scale_path.is_file():
             self._load(f"{s}_scale.json", (n,), f"{n} scale values")
         want_verts = (self.set == "evaluation") if verts is None else verts
-        self.verts = self._load(f"{s}_verts.json", (n, 778, 3), f"{n} x 778 x 3 vertices (metres)") if want_verts else None
+        self.verts = self._load_verts(f"{s}_verts.json", n, cache_verts) if want_verts else None
         self.n_unique = n
         self.mano_model = load_mano_model(mano)
         self.image_dir = require_dir(self.root / s / "rgb", f"FreiHAND {s} images %08d.jpg")
@@ -97,6 +102,32 @@ class FreiHand:
                 raise DatasetFormatError(f"{path}: ragged or non-numeric entries (expected {what})") from exc
         return as_array(data, shape, path, what)
 
+    def _load_verts(self, name: str, n: int, cache: bool) -> np.ndarray:
+        what = f"{n} x 778 x 3 vertices (metres)"
+        path = self.root / name
+        if not cache or not path.is_file():
+            return self._load(name, (n, 778, 3), what)
+        import hashlib
+        import io
+
+        from hand_pose_core.paths import atomic_write_bytes, cache_dir
+
+        st = path.stat()
+        key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]
+        cached = cache_dir() / "datasets" / "freihand" / f"{key}_{path.stem}.npy"
+        if cached.is_file():
+            try:
+                arr = np.load(cached, mmap_mode="r", allow_pickle=False)
+                if arr.shape == (n, 778, 3) and arr.dtype == np.float32:
+                    return arr
+            except (ValueError, OSError):
+                pass  # damaged cache file: parse the JSON again and rewrite it
+        arr = self._load(name, (n, 778, 3), what)
+        buf = io.BytesIO()
+        np.save(buf, arr, allow_pickle=False)
+        atomic_write_bytes(cached, buf.getvalue())
+        return np.load(cached, mmap_mode="r", allow_pickle=False)
+
     def __len__(self) -> int:
         return self.n_unique * len(self.versions)
 
@@ -112,16 +143,17 @@ class FreiHand:
         image = read_rgb(path, f"FreiHAND {self.set} image ({self.versions[k]} version of sample {uid})")
         K = self.K[uid]
         xyz = self.xyz[uid]
-        pose, shape = self.mano[uid, :48], self.mano[uid, 48:58]
         sample = {
             "image": image, "K": K.copy(), "joints_cam_m": xyz.copy(), "joints_2d": project(K, xyz),
             "visible": np.ones(21, bool), "side": "right", "id": f"freihand/{self.set}/{path.stem}",
-            "mano_pose": pose.copy(), "mano_shape": shape.copy(),
         }
-        if self.mano_model is not None:
-            sample["mano_trans"] = (xyz[0] - mano_root_joint(self.mano_model, shape)).astype(np.float32)
+        if self.mano is not None:
+            pose, shape = self.mano[uid, :48], self.mano[uid, 48:58]
+            sample.update(mano_pose=pose.copy(), mano_shape=shape.copy())
+            if self.mano_model is not None:
+                sample["mano_trans"] = (xyz[0] - mano_root_joint(self.mano_model, shape)).astype(np.float32)
         if self.verts is not None:
-            sample["verts_cam_m"] = self.verts[uid].copy()
+            sample["verts_cam_m"] = np.array(self.verts[uid], np.float32)
         if self.masks:
             mpath = self.root / self.set / "mask" / f"{uid:08d}.jpg"
             m = read_raw(mpath, f"FreiHAND mask of sample {uid}")

@@ -81,6 +81,8 @@ class HO3D:
             self.frames.append((parts[0], parts[1]))
         if not self.frames:
             raise DatasetFormatError(f"{listing}: lists no frames")
+        # one numpy string array instead of many small Python objects (shared by loader workers)
+        self.frames = np.asarray(self.frames, dtype=str)
         self.mano_model = load_mano_model(mano)
         if verts and self.mano_model is None:
             raise ValueError("verts=True needs a MANO model (mano=...) to compute the vertices")
@@ -115,7 +117,7 @@ class HO3D:
         return as_array(meta[key], shape, path, f"'{key}'", np.float64)
 
     def __getitem__(self, index: int) -> dict:
-        seq, fid = self.frames[index]
+        seq, fid = (str(x) for x in self.frames[index])
         meta, path = self._meta(seq, fid)
         img_path = self._image_path(seq, fid)
         image = read_rgb(img_path, "an HO-3D RGB frame")

@@ -50,13 +50,16 @@ def as_array(value, shape: tuple, path, what: str, dtype=np.float32) -> np.ndarr
     return arr
 
 
+_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10 decodes straight to RGB
+
+
 def read_rgb(path: Path, what: str = "an RGB image") -> np.ndarray:
     """(H, W, 3) uint8 RGB."""
     require_file(path, what)
-    bgr = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
-    if bgr is None:
+    img = cv2.imread(os.fspath(path), _IMREAD_RGB if _IMREAD_RGB is not None else cv2.IMREAD_COLOR)
+    if img is None:
         raise DatasetFormatError(f"{path}: could not be decoded (expected {what})")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return img if _IMREAD_RGB is not None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def read_raw(path: Path, what: str) -> np.ndarray:

@@ -40,6 +40,7 @@ _SPLITS = {"train": "training", "training": "training", "eval": "evaluation",
            "evaluation": "evaluation", "test": "evaluation"}
 _CANON = np.asarray(TO_CANONICAL["rhd"])
 _SLICE = {"left": slice(0, 21), "right": slice(21, 42)}
+_SIDES = ("left", "right")
 LEFT_LABELS = (2, 17)   # inclusive
 RIGHT_MIN_LABEL = 18
 DEPTH_MAX_M = 5.0
@@ -80,32 +81,38 @@ class RHD:
         if not isinstance(anno, dict) or not anno:
             raise DatasetFormatError(f"{path}: expected a non-empty dict sample id -> annotation, "
                                      f"got {type(anno).__name__}")
-        self.anno: dict[int, dict] = {}
-        self.index: list[tuple[int, str | None]] = []
-        for sid in sorted(anno):
+        # stacked arrays (not 40k small dicts): DataLoader workers share them without copying
+        ids = sorted(anno)
+        n = len(ids)
+        self.ids = np.zeros(n, np.int64)
+        self.xyz = np.zeros((n, 42, 3), np.float32)
+        self.uv_vis = np.zeros((n, 42, 3), np.float32)
+        self.K = np.zeros((n, 3, 3), np.float32)
+        index: list[tuple[int, int]] = []  # (row, side code: 0 left, 1 right, -1 dominant)
+        for row, sid in enumerate(ids):
             a = anno[sid]
             where = f"sample {sid!r}"
             if not isinstance(a, dict) or not {"xyz", "uv_vis", "K"} <= set(a):
                 raise DatasetFormatError(f"{path}: {where}: expected a dict with 'xyz', 'uv_vis', 'K'")
-            rec = {
-                "xyz": as_array(a["xyz"], (42, 3), path, f"{where} 'xyz'"),
-                "uv_vis": as_array(a["uv_vis"], (42, 3), path, f"{where} 'uv_vis'"),
-                "K": as_array(a["K"], (3, 3), path, f"{where} 'K'"),
-            }
-            self.anno[int(sid)] = rec
+            self.ids[row] = int(sid)
+            self.xyz[row] = as_array(a["xyz"], (42, 3), path, f"{where} 'xyz'")
+            self.uv_vis[row] = as_array(a["uv_vis"], (42, 3), path, f"{where} 'uv_vis'")
+            self.K[row] = as_array(a["K"], (3, 3), path, f"{where} 'K'")
             if hands == "dominant":
-                self.index.append((int(sid), None))
+                index.append((row, -1))
                 continue
             for side in (("left", "right") if hands == "visible" else (hands,)):
-                if (rec["uv_vis"][_SLICE[side], 2] == 1).sum() >= min_visible:
-                    self.index.append((int(sid), side))
+                if (self.uv_vis[row, _SLICE[side], 2] == 1).sum() >= min_visible:
+                    index.append((row, _SIDES.index(side)))
+        self.index = np.asarray(index, np.int64).reshape(-1, 2)
 
     def __len__(self) -> int:
         return len(self.index)
 
     def __getitem__(self, index: int) -> dict:
-        sid, side = self.index[index]
-        rec = self.anno[sid]
+        row, code = (int(x) for x in self.index[index])
+        sid = int(self.ids[row])
+        side = None if code < 0 else _SIDES[code]
         image = read_rgb(self.dir / "color" / f"{sid:05d}.png", f"RHD colour image of sample {sid}")
         labels = None
         if self.masks:
@@ -118,9 +125,9 @@ class RHD:
         if side is None:  # dominant hand: more mask pixels
             side = "left" if hand_mask(labels, "left").sum() > hand_mask(labels, "right").sum() else "right"
         sl = _SLICE[side]
-        uv_vis = rec["uv_vis"][sl][_CANON]
+        uv_vis = self.uv_vis[row, sl][_CANON]
         sample = {
-            "image": image, "K": rec["K"].copy(), "joints_cam_m": rec["xyz"][sl][_CANON].copy(),
+            "image": image, "K": self.K[row].copy(), "joints_cam_m": self.xyz[row, sl][_CANON],
             "joints_2d": uv_vis[:, :2].copy(), "visible": uv_vis[:, 2] == 1, "side": side,
             "id": f"rhd/{self.set}/{sid:05d}/{side}",
         }

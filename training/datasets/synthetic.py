@@ -13,10 +13,11 @@ split, so the same ``seed``/``length`` give the same samples as a dataset writte
 
 Generating on the fly renders with OpenGL (EGL) in the process that reads the sample. The
 generator is created lazily on the first ``__getitem__``, i.e. inside each ``DataLoader``
-worker, so the default 'fork' start method works as long as the parent process has not
-rendered anything itself; if it has (e.g. it displayed a sample first), use
-``DataLoader(..., multiprocessing_context='spawn')`` or ``'forkserver'`` (fork after an EGL
-context exists hangs).
+worker. Default 'fork' workers work even after the parent rendered samples itself, because the
+renderer runs Mesa's llvmpipe without rasteriser threads (``LP_NUM_THREADS=0``, set before the
+first context; with llvmpipe threads a fork after rendering hung every time here). If you set
+``LP_NUM_THREADS`` to something else, use ``multiprocessing_context='spawn'`` or
+``'forkserver'``.
 """
 from __future__ import annotations
 

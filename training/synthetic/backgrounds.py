@@ -133,15 +133,16 @@ class BackgroundSource:
         side = int(min(h, w) * rng.uniform(0.55, 1.0))
         y0 = int(rng.integers(0, h - side + 1))
         x0 = int(rng.integers(0, w - side + 1))
-        crop = base[y0:y0 + side, x0:x0 + side]
+        out = cv2.resize(base[y0:y0 + side, x0:x0 + side], (self.size, self.size),
+                         interpolation=cv2.INTER_LINEAR)
         k = int(rng.integers(8))
-        if k & 1:
-            crop = crop[:, ::-1]
-        if k & 2:
-            crop = crop[::-1]
+        if k & 3:
+            out = cv2.flip(out, {1: 1, 2: 0, 3: -1}[k & 3])
         if k & 4:
-            crop = crop.transpose(1, 0, 2)
-        crop = crop[..., rng.permutation(3)] if not self.files else crop
-        out = cv2.resize(np.ascontiguousarray(crop), (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+            out = cv2.transpose(out)
+        if not self.files:
+            perm = rng.permutation(3)
+            if np.any(perm != np.arange(3)):
+                out = np.ascontiguousarray(out[..., perm])
         lut = np.clip(np.arange(256) * rng.uniform(0.7, 1.2) + rng.uniform(-15, 15), 0, 255)
         return cv2.LUT(out, lut.astype(np.uint8))

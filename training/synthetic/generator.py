@@ -101,6 +101,13 @@ class SyntheticHands:
         if not 0.05 <= self.distance_m[0] <= self.distance_m[1]:
             raise ValueError(f"distance_m must be (min, max) with 0.05 <= min <= max, got {distance_m}")
         self.left_fraction = float(left_fraction)
+        if not 0.0 <= self.left_fraction <= 1.0:
+            raise ValueError(f"left_fraction must be in [0, 1], got {left_fraction}")
+        if self.mano_root is not None:  # fail now (names the missing file), not in a worker
+            from hand_pose_core.mano import resolve_mano_path
+
+            for side in ("right", "left"):
+                resolve_mano_path(self.mano_root, side)
         self.with_depth = bool(with_depth)
         self.backgrounds = BackgroundSource(background_dir, self.image_size, seed=self.seed)
         self._models = None
@@ -232,10 +239,11 @@ class SyntheticHands:
         out = self._renderer.render(verts, m["faces"], K, vertex_colors=colours, light=light)
         # Composite on a background with a soft inner edge (only inside the hand's box).
         image = self.backgrounds(rng)
-        vs, us = np.nonzero(out.mask)
-        if len(vs):
-            y0, y1 = max(vs.min() - 1, 0), vs.max() + 2
-            x0, x1 = max(us.min() - 1, 0), us.max() + 2
+        rows = np.flatnonzero(out.mask.any(axis=1))
+        cols = np.flatnonzero(out.mask.any(axis=0))
+        if len(rows):
+            y0, y1 = max(rows[0] - 1, 0), rows[-1] + 2
+            x0, x1 = max(cols[0] - 1, 0), cols[-1] + 2
             maskf = out.mask[y0:y1, x0:x1].astype(np.float32)
             alpha = (maskf * cv2.GaussianBlur(maskf, (3, 3), 0.7))[..., None]
             bg = image[y0:y1, x0:x1].astype(np.float32)

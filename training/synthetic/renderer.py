@@ -21,16 +21,25 @@ Conventions
 * Triangles are drawn two-sided (no culling; shading flips normals that face away), so
   meshes with holes (MANO's open wrist) and either winding render correctly.
 
-Speed: Mesa's software rasteriser (llvmpipe) starts one thread per core by default; in a
-process pool (one renderer per process) set ``LP_NUM_THREADS=0`` in the worker before the
-first render (the synthetic-data writer and dataset do) to rasterise in the calling thread,
-which costs the least CPU in total (~2.6 ms vs ~3.1 ms per 256x256 hand here).
+Threads of the software rasteriser: Mesa's llvmpipe starts one rasteriser thread per core
+unless ``LP_NUM_THREADS`` says otherwise. Before creating its first context the renderer sets
+``LP_NUM_THREADS=0`` (rasterise in the calling thread) when the variable is not set already,
+for two measured reasons: (1) forking after a context exists hung every time with the default
+threads (children that then rendered never returned, 3/3 runs here) and worked every time with
+``LP_NUM_THREADS=0`` (3 runs x 3 children), so ``DataLoader`` workers with the default 'fork'
+start method work even when the parent rendered first; (2) in a pool of processes it costs the
+least CPU in total (~2.6 vs ~3.1 ms per 256x256 hand). Set ``LP_NUM_THREADS`` yourself (before
+the first render) to choose otherwise, e.g. for large images in a single process; then use
+'spawn' or 'forkserver' workers.
 
-Processes: an EGL context must be created in the process that uses it. Never fork (e.g. a
-``DataLoader`` worker with the default 'fork' start method) after a context exists: that hung
-in 2 of 2 runs here. :class:`Renderer` creates its context lazily on the first
-:meth:`Renderer.render` call and refuses to be used from a forked child, so build renderers
-inside each worker (or use ``multiprocessing_context='spawn'`` / ``'forkserver'``).
+Several renderers (e.g. different image sizes) may live in one process: each call makes its
+own context current and restores the previous one. Calls on one renderer from several threads
+are serialised by a lock (e.g. ROS callbacks in a multi-threaded executor).
+
+Processes: an EGL context belongs to the process that created it. :class:`Renderer` creates
+its context lazily on the first :meth:`Renderer.render` call and refuses to be used from a
+forked child (the child makes its own ``Renderer``, as the synthetic dataset does in each
+worker).
 
 Example::
 
@@ -42,6 +51,7 @@ Example::
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -124,6 +134,21 @@ class RenderResult(NamedTuple):
     depth_m: np.ndarray  # (H, W) float32, camera z of the surface, 0 = none
 
 
+def _import_triton_first() -> None:
+    """Import triton (if installed) before the first EGL context.
+
+    Measured here (torch 2.15 CUDA wheels with triton, Mesa EGL, 2026-11-25): once a Mesa EGL
+    context exists, ``import triton`` segfaults the process, and torch imports triton lazily
+    (``torch._dynamo``, pulled in by torchvision and by ``torch.compile``). A training process
+    that renders synthetic hands before it first imports torchvision would crash. Importing
+    triton first avoids it (tests/test_synthetic_renderer.py checks the order in a subprocess).
+    """
+    try:
+        import triton  # noqa: F401
+    except Exception:  # not installed (CPU-only torch) or broken: nothing to protect then
+        pass
+
+
 def k_to_clip(K, width: int, height: int, near: float = NEAR_M, far: float = FAR_M) -> np.ndarray:
     """4x4 matrix taking camera-frame points (x, y, z, 1) to OpenGL clip coordinates.
 
@@ -198,6 +223,7 @@ class Renderer:
         if int(width) <= 0 or int(height) <= 0:
             raise RendererError(f"image size must be positive, got {width}x{height}")
         self.width, self.height = int(width), int(height)
+        self._lock = threading.Lock()  # one render at a time (an EGL context is current in one thread)
         self._ctx = None
         self._pid = None
         self._vbo_bytes = 0
@@ -208,14 +234,15 @@ class Renderer:
         if self._ctx is not None:
             if self._pid != os.getpid():
                 raise RendererError(
-                    "this Renderer's EGL context was created in another process (fork after "
-                    "creating a GL context hangs): create the Renderer inside the worker, or "
-                    "use multiprocessing_context='spawn' or 'forkserver'")
+                    "this Renderer's EGL context was created in another process: create a "
+                    "Renderer inside the worker (a forked child cannot use its parent's context)")
             return
         try:
             import moderngl
         except ImportError as err:  # pragma: no cover - dependency is in install_requires
             raise RendererError("moderngl is not installed (pip install moderngl)") from err
+        os.environ.setdefault("LP_NUM_THREADS", "0")  # see "Threads" in the module docstring
+        _import_triton_first()
         try:
             ctx = moderngl.create_standalone_context(backend="egl")
         except Exception as err:  # moderngl raises plain Exception for EGL failures
@@ -306,7 +333,12 @@ class Renderer:
         Returns :class:`RenderResult` (rgb uint8 (H,W,3), mask uint8 (H,W), depth_m float32 (H,W)).
         """
         verts, faces, K = _check_inputs(verts_cam_m, faces, K, self.width, self.height)
-        self._ensure_context()
+        with self._lock:
+            self._ensure_context()
+            with self._ctx:  # make OUR context current: a process may hold several renderers
+                return self._render_current(verts, faces, K, vertex_colors, light, background, normals)
+
+    def _render_current(self, verts, faces, K, vertex_colors, light, background, normals) -> RenderResult:
         light = light or Light()
         colors = np.asarray(vertex_colors)
         if colors.dtype == np.uint8:
@@ -345,6 +377,30 @@ class Renderer:
         if np.any(bg):
             rgb[mask == 0] = bg
         return RenderResult(rgb, mask, depth)
+
+
+    def render_batch(self, verts_cam_m, faces, K, vertex_colors=(0.85, 0.65, 0.55),
+                     light: Light | None = None, background=(0, 0, 0)) -> RenderResult:
+        """Render B meshes that share ``faces``: ``verts_cam_m`` (B, V, 3), ``K`` (3, 3) or
+        (B, 3, 3), ``vertex_colors`` one colour, (V, 3) or (B, V, 3). Returns a
+        :class:`RenderResult` of stacked arrays: rgb (B, H, W, 3), mask (B, H, W),
+        depth_m (B, H, W). One draw per mesh on the same context (no extra set-up per call)."""
+        verts = np.asarray(verts_cam_m)
+        if verts.ndim != 3 or verts.shape[-1] != 3:
+            raise RendererError(f"verts_cam_m must be (B, V, 3), got {verts.shape}")
+        B = len(verts)
+        Ks = np.asarray(K, np.float64)
+        Ks = np.broadcast_to(Ks, (B, 3, 3)) if Ks.shape == (3, 3) else Ks
+        if Ks.shape != (B, 3, 3):
+            raise RendererError(f"K must be (3, 3) or ({B}, 3, 3), got {np.shape(K)}")
+        colors = np.asarray(vertex_colors)
+        per_mesh = colors.ndim == 3
+        if per_mesh and len(colors) != B:
+            raise RendererError(f"vertex_colors must have {B} entries, got {len(colors)}")
+        outs = [self.render(verts[b], faces, Ks[b], colors[b] if per_mesh else colors, light, background)
+                for b in range(B)]
+        return RenderResult(np.stack([o.rgb for o in outs]), np.stack([o.mask for o in outs]),
+                            np.stack([o.depth_m for o in outs]))
 
 
 _RENDERERS: dict = {}

@@ -7,7 +7,7 @@ On-disk layout (``DIR``; ``%08d`` = sample index 0..count-1)::
                            "background_dir", "with_depth", "distance_m", "left_fraction",
                            "split_rule", "jpeg_quality"}; a folder without it is incomplete
     DIR/rgb/%08d.jpg       the image (RGB, JPEG)
-    DIR/mask/%08d.png      the hand mask, 8-bit PNG, 0 = background, 255 = hand
+    DIR/mask/%08d.png      the hand mask, 1-bit PNG (reads as 8-bit 0 / 255), 255 = hand
     DIR/labels/%08d.npy    one record of the structured dtype LABEL_DTYPE (np.load with
                            allow_pickle=False): K (3,3), joints_cam_m (21,3), joints_2d (21,2),
                            visible (21,) bool, side ('left'/'right'), mano_pose (48),
@@ -58,7 +58,10 @@ def write_sample(out: Path, index: int, sample: dict, jpeg_quality: int = 95) ->
     if not ok:
         raise RuntimeError(f"JPEG encoding failed for sample {index}")
     (out / "rgb" / f"{name}.jpg").write_bytes(jpg.tobytes())
-    ok, png = cv2.imencode(".png", sample["mask"] * np.uint8(255), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    # 1-bit PNG (reads back as 8-bit 0/255): ~0.1 ms instead of ~0.8 ms for an 8-bit one.
+    ok, png = cv2.imencode(".png", sample["mask"] * np.uint8(255),
+                           [cv2.IMWRITE_PNG_BILEVEL, 1, cv2.IMWRITE_PNG_COMPRESSION, 1,
+                            cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE])
     (out / "mask" / f"{name}.png").write_bytes(png.tobytes())
     if "depth_m" in sample:
         mm = np.clip(np.round(sample["depth_m"] * 1000.0), 0, 65535).astype(np.uint16)
@@ -88,19 +91,27 @@ _WORKER = {}
 
 
 def _init_worker(out: str, gen_kwargs: dict, jpeg_quality: int):
-    os.environ.setdefault("LP_NUM_THREADS", "0")  # llvmpipe: rasterise in this thread
-    import torch
+    # An exception here would make multiprocessing.Pool restart the worker forever: keep it and
+    # raise it from the first task instead.
+    try:
+        os.environ.setdefault("LP_NUM_THREADS", "0")  # llvmpipe: rasterise in this thread
+        import torch
 
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    from training.synthetic.generator import SyntheticHands
+        torch.set_num_threads(1)
+        cv2.setNumThreads(1)
+        from training.synthetic.generator import SyntheticHands
 
-    _WORKER["out"] = Path(out)
-    _WORKER["gen"] = SyntheticHands(**gen_kwargs)
-    _WORKER["q"] = jpeg_quality
+        _WORKER["out"] = Path(out)
+        _WORKER["gen"] = SyntheticHands(**gen_kwargs)
+        _WORKER["q"] = jpeg_quality
+        _WORKER.pop("error", None)
+    except Exception as err:  # noqa: BLE001 - re-raised in _write_chunk
+        _WORKER["error"] = err
 
 
 def _write_chunk(bounds) -> int:
+    if "error" in _WORKER:
+        raise _WORKER["error"]
     start, stop = bounds
     gen, out = _WORKER["gen"], _WORKER["out"]
     for i, sample in zip(range(start, stop), gen.samples(range(start, stop))):
@@ -130,10 +141,11 @@ def write_dataset(out, count: int, *, workers: int = 2, seed: int = 0, image_siz
             if old[key] != gen_kwargs[key]:
                 raise ValueError(f"{out} already holds a synthetic dataset with {key}={old[key]!r}; "
                                  f"use another --out or the same settings")
-    # Validate settings (background folder, distances) before starting workers.
+    # Validate settings (background folder, distances, MANO files) before starting workers;
+    # _setup loads the MANO models but creates no GL context (that happens on the first render).
     from training.synthetic.generator import SyntheticHands
 
-    SyntheticHands(**gen_kwargs)
+    SyntheticHands(**gen_kwargs)._setup()
     for sub in ("rgb", "mask", "labels") + (("depth",) if with_depth else ()):
         (out / sub).mkdir(parents=True, exist_ok=True)
     chunks = [(a, min(a + CHUNK, start + count)) for a in range(start, start + count, CHUNK)]

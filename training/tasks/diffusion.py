@@ -14,8 +14,9 @@ Loss: the visibility-aware DDPM loss (:func:`training.losses.ddpm_loss`): only j
 visible in a sample with 3D labels count (as in arXiv 2308.09523 on RHD), plus for ``'fk'`` the
 bone-length loss over bones whose two ends count. 3D targets are wrist-relative.
 
-``predict`` returns the mean of the hypotheses placed at the ground-truth wrist (the model lifts
-wrist-relative 3D; metric placement is the estimator's job), and their per-joint spread.
+``predict`` returns the mean of the hypotheses placed in the crop camera from the input 2D joints
+and ``K`` (translation only, as the other tasks do: :func:`training.tasks.common.place_batch`),
+the wrist-relative mean, the hypotheses and their per-joint spread.
 """
 from __future__ import annotations
 
@@ -29,21 +30,9 @@ from hand_pose_core.skeleton import BONES
 
 from training.losses import bone_length_loss, bone_weights_from_joints, ddpm_loss
 from training.tasks import register_task
+from training.tasks.common import place_batch, unwrap
 
 MODEL_NAME = "diffusion_pose"
-
-
-def _unwrap(model):
-    return getattr(model, "module", model)
-
-
-def visible_mpjpe_m(pred_m: torch.Tensor, target_m: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
-    """Per-sample MPJPE (B,) in metres over the visible joints only (the diffusion seed's metric);
-    NaN for a sample without visible joints. (Kept here until training.metrics has it.)"""
-    err = (pred_m - target_m).norm(dim=-1)
-    v = visible.to(err.dtype)
-    n = v.sum(dim=1)
-    return torch.where(n > 0, (err * v).sum(dim=1) / n.clamp_min(1), torch.full_like(n, float("nan")))
 
 
 def condition_inputs(batch: dict, noise_2d_px: float = 0.0, conf_dropout: float = 0.0):
@@ -72,6 +61,7 @@ class DiffusionTask:
         steps = cfg.pop("eval_steps", None)
         self.eval_steps = None if steps is None else int(steps)
         self.eval_seed = int(cfg.pop("eval_seed", 0))
+        cfg.pop("name", None)
         if cfg:
             raise ValueError(f"unknown keys in the diffusion task config: {sorted(cfg)}")
 
@@ -79,7 +69,7 @@ class DiffusionTask:
         return create(MODEL_NAME, **self.model_cfg)
 
     def loss(self, model, batch: dict):
-        net = _unwrap(model)
+        net = unwrap(model)
         j3 = batch["joints_cam_m"]
         rel = j3 - j3[:, :1]
         joint_w = batch["visible"].to(j3.dtype) * batch["has_3d"].to(j3.dtype)[:, None]
@@ -102,13 +92,14 @@ class DiffusionTask:
 
     @torch.no_grad()
     def predict(self, model, batch: dict) -> dict:
-        net = _unwrap(model)
+        net = unwrap(model)
         uv, conf = condition_inputs(batch)
         s = net.sample(batch["image"], uv, conf, num_hypotheses=self.eval_hypotheses,
                        num_steps=self.eval_steps, seed=self.eval_seed)
-        root = batch["joints_cam_m"][:, :1]
-        return {"joints_cam_m": s.joints_rel_m + root, "joints_std_m": s.joints_std_m,
-                "hypotheses_cam_m": s.hypotheses_m + root[:, None]}
+        joints_cam, err = place_batch(s.joints_rel_m, uv, batch["K"])
+        root = joints_cam[:, :1] - s.joints_rel_m[:, :1]
+        return {"joints_cam_m": joints_cam, "joints_rel_m": s.joints_rel_m, "joints_std_m": s.joints_std_m,
+                "hypotheses_cam_m": s.hypotheses_m + root[:, None], "joints_2d": uv, "reproj_err_px": err}
 
     def draw(self, batch: dict, pred: dict) -> np.ndarray:
         """Inputs with the 2D joints (green) and the predicted 3D projected through K (red)."""
@@ -125,4 +116,4 @@ class DiffusionTask:
         return imgs
 
 
-__all__ = ["DiffusionTask", "visible_mpjpe_m", "condition_inputs"]
+__all__ = ["DiffusionTask", "condition_inputs"]

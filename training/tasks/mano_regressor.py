@@ -5,6 +5,8 @@ Config (the ``task`` section)::
     name: mano_regressor
     model: {backbone: resnet18, pretrained: true, use_pca: true, ncomps: 12}  # constructor cfg
     loss_weights: {joints_2d: 1.0, joints_3d: 100.0, verts: 100.0, pose_reg: 0.001, shape_reg: 0.001}
+    init_from: null   # a mano_regressor model file to start from (fine-tuning, e.g. on footage);
+                      # its weights must match ``model`` (strict; a mismatch names the file)
 
 Losses (:mod:`training.losses`): 2D joints in normalised crop units (``S / 2`` px), weighted by
 visibility x label confidence; root-relative 3D joints (metres^2) where ``has_3d``; root-relative
@@ -31,6 +33,7 @@ class ManoRegressorTask:
     def __init__(self, cfg: dict | None = None):
         cfg = dict(cfg or {})
         self.model_cfg = dict(cfg.get("model") or {})
+        self.init_from = cfg.get("init_from")
         unknown = set(cfg.get("loss_weights") or {}) - set(DEFAULT_WEIGHTS)
         if unknown:
             raise ValueError(f"mano_regressor: unknown loss_weights {sorted(unknown)}; "
@@ -38,7 +41,12 @@ class ManoRegressorTask:
         self.weights = {**DEFAULT_WEIGHTS, **(cfg.get("loss_weights") or {})}
 
     def build_model(self):
-        return create(self.model_name, **self.model_cfg)
+        model = create(self.model_name, **self.model_cfg)
+        if self.init_from:
+            from training.tasks.s2hand import load_init_weights  # the one loader of mano_regressor files
+
+            load_init_weights(model, self.init_from)
+        return model
 
     def loss(self, model, batch: dict):
         out = model(batch["image"], batch["side"])
