@@ -23,6 +23,15 @@ def unwrap(model):
         model = inner
 
 
+def weighted_total(terms: dict, weights: dict) -> tuple[torch.Tensor, dict]:
+    """The training objective of a task: the weighted sum of its loss terms, and the log line
+    (``loss/<term>`` for each term, ``loss/total``) the trainer writes to TensorBoard."""
+    total = sum(weights[k] * v for k, v in terms.items())
+    logs = {f"loss/{k}": float(v.detach()) for k, v in terms.items()}
+    logs["loss/total"] = float(total.detach())
+    return total, logs
+
+
 def place_batch(joints_rel_m: torch.Tensor, joints_2d_px: torch.Tensor, K: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Root-relative joints (B, 21, 3) + their 2D (B, 21, 2, pixels of the image K belongs to)

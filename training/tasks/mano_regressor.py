@@ -20,10 +20,22 @@ import torch
 from hand_pose_core.models import create
 from training import losses as L
 from training.tasks import register_task
-from training.tasks.common import draw_predictions, place_batch
+from training.tasks.common import draw_predictions, place_batch, weighted_total
 
 DEFAULT_WEIGHTS = {"joints_2d": 1.0, "joints_3d": 100.0, "verts": 100.0, "pose_reg": 1e-3,
                    "shape_reg": 1e-3}
+
+
+@torch.no_grad()
+def predict_mano_regressor(model, batch: dict) -> dict:
+    """A MANO regressor's joints and mesh in the crop camera: its wrist-relative 3D placed from its
+    own 2D joints and the batch K (shared by the supervised and the self-supervised task)."""
+    out = model(batch["image"], batch["side"])
+    joints_cam, err = place_batch(out["joints_rel_m"], out["joints_2d"], batch["K"])
+    root = joints_cam[:, :1] - out["joints_rel_m"][:, :1]
+    return {"joints_cam_m": joints_cam, "verts_cam_m": out["verts_rel_m"] + root,
+            "joints_2d": out["joints_2d"], "joints_rel_m": out["joints_rel_m"],
+            "reproj_err_px": err}
 
 
 @register_task("mano_regressor")
@@ -60,19 +72,11 @@ class ManoRegressorTask:
             "pose_reg": L.pose_regularizer(out["pose"]),
             "shape_reg": L.shape_regularizer(out["shape"]),
         }
-        total = sum(self.weights[k] * v for k, v in terms.items())
-        logs = {f"loss/{k}": float(v.detach()) for k, v in terms.items()}
-        logs["loss/total"] = float(total.detach())
-        return total, logs
+        return weighted_total(terms, self.weights)
 
     @torch.no_grad()
     def predict(self, model, batch: dict) -> dict:
-        out = model(batch["image"], batch["side"])
-        joints_cam, err = place_batch(out["joints_rel_m"], out["joints_2d"], batch["K"])
-        root = joints_cam[:, :1] - out["joints_rel_m"][:, :1]
-        return {"joints_cam_m": joints_cam, "verts_cam_m": out["verts_rel_m"] + root,
-                "joints_2d": out["joints_2d"], "joints_rel_m": out["joints_rel_m"],
-                "reproj_err_px": err}
+        return predict_mano_regressor(model, batch)
 
     def draw(self, batch: dict, pred: dict):
         return draw_predictions(batch, pred)

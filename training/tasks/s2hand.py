@@ -44,7 +44,8 @@ from hand_pose_core.models.checkpoint import load_weights_into
 from training import losses as L
 from training.silhouette import soft_silhouette_2d
 from training.tasks import register_task
-from training.tasks.common import draw_predictions, place_batch, unwrap
+from training.tasks.common import draw_predictions, unwrap, weighted_total
+from training.tasks.mano_regressor import predict_mano_regressor
 
 MODEL_NAME = "mano_regressor"
 DEFAULT_WEIGHTS = {"joints_2d": 1.0, "bone_prior": 0.1, "angle_prior": 1.0, "pose_reg": 1e-3,
@@ -133,18 +134,10 @@ class S2HandTask:
             terms["silhouette"] = L.silhouette_loss(sil, mask, torch.ones(len(sil), device=sil.device))
         if wt["joints_3d"] > 0:
             terms["joints_3d"] = L.joints_3d_loss(rel, batch["joints_cam_m"], batch["has_3d"])
-        total = sum(wt[k] * v for k, v in terms.items())
-        logs = {f"loss/{k}": float(v.detach()) for k, v in terms.items()}
-        logs["loss/total"] = float(total.detach())
-        return total, logs
+        return weighted_total(terms, wt)
 
-    @torch.no_grad()
     def predict(self, model, batch: dict) -> dict:
-        out = model(batch["image"], batch["side"])
-        joints_cam, err = place_batch(out["joints_rel_m"], out["joints_2d"], batch["K"])
-        root = joints_cam[:, :1] - out["joints_rel_m"][:, :1]
-        return {"joints_cam_m": joints_cam, "verts_cam_m": out["verts_rel_m"] + root,
-                "joints_2d": out["joints_2d"], "joints_rel_m": out["joints_rel_m"], "reproj_err_px": err}
+        return predict_mano_regressor(model, batch)
 
     def draw(self, batch: dict, pred: dict):
         return draw_predictions(batch, pred)

@@ -30,7 +30,7 @@ from hand_pose_core.models.zimmermann_brox import (
 )
 from training import losses as L
 from training.tasks import register_task
-from training.tasks.common import draw_predictions, images_uint8, place_batch, unwrap
+from training.tasks.common import draw_predictions, images_uint8, place_batch, unwrap, weighted_total
 
 DEFAULT_WEIGHTS = {"seg": 1.0, "score_maps": 1.0, "coords": 1.0, "viewpoint": 1.0}
 
@@ -78,10 +78,7 @@ class ZimmermannBroxTask:
             "coords": L.canonical_coords_loss(out["coords_can"], t["coords_can"], has3d),
             "viewpoint": L.viewpoint_loss(out["rot"], t["rot"], has3d),
         }
-        total = sum(self.weights[k] * v for k, v in terms.items())
-        logs = {f"loss/{k}": float(v.detach()) for k, v in terms.items()}
-        logs["loss/total"] = float(total.detach())
-        return total, logs
+        return weighted_total(terms, self.weights)
 
     @torch.no_grad()
     def predict(self, model, batch: dict) -> dict:
