@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from hand_pose_core.models.checkpoint import CheckpointError, read_model_file, save_model
+from hand_pose_core.models.checkpoint import CheckpointError, read_model_file, read_safetensors, save_model
 
 STATE_FORMAT = "hand_pose_ros.train_state/1"
 MANIFEST_FORMAT = "hand_pose_ros.checkpoint/1"
@@ -117,17 +117,8 @@ def save_tree_bytes(obj: Any, kind: str) -> bytes:
 
 def load_tree(path, kind: str) -> Any:
     """Read a file written from :func:`save_tree_bytes`; :class:`CheckpointError` names the file."""
-    from safetensors import safe_open
-
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"training state file {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as err:  # safetensors raises several types for damaged files
-        raise CheckpointError(f"training state file {path} is corrupt or truncated ({type(err).__name__}: {err})") from err
+    tensors, meta = read_safetensors(path, "training state file")
     if meta.get("format") != STATE_FORMAT or meta.get("kind") != kind:
         raise CheckpointError(f"training state file {path} is not a {kind!r} file of format {STATE_FORMAT} "
                               f"(found format {meta.get('format')!r}, kind {meta.get('kind')!r})")

@@ -41,20 +41,28 @@ def save_model(path, model: nn.Module, model_name: str, model_cfg: dict, extra: 
     return path
 
 
-def read_model_file(path) -> tuple[dict, dict]:
-    """Return ``(state_dict, meta)`` of a model file; raise :class:`CheckpointError` naming the
-    file when it is missing, truncated, corrupt or of another format."""
+def read_safetensors(path, what: str) -> tuple[dict, dict]:
+    """Every tensor and the string metadata of a safetensors file; :class:`CheckpointError`
+    names the file (as ``what``) when it is missing, truncated or corrupt."""
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"model file {path} does not exist")
+        raise CheckpointError(f"{what} {path} does not exist")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
-            state = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as err:  # safetensors raises several types for damaged files
-        raise CheckpointError(f"model file {path} is corrupt or truncated ({type(err).__name__}: {err})") from err
+        raise CheckpointError(f"{what} {path} is corrupt or truncated ({type(err).__name__}: {err})") from err
+    return tensors, meta
+
+
+def read_model_file(path) -> tuple[dict, dict]:
+    """Return ``(state_dict, meta)`` of a model file; raise :class:`CheckpointError` naming the
+    file when it is missing, truncated, corrupt or of another format."""
+    path = Path(path)
+    state, meta = read_safetensors(path, "model file")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"model file {path} is not a hand_pose_ros model file "
                               f"(metadata format {meta.get('format')!r}, expected {FORMAT!r})")
