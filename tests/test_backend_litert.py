@@ -43,12 +43,13 @@ def test_auto_backend_choice():
         expected = "litert"
     except ImportError:
         expected = "onnxruntime"
-    assert resolve_auto_backend("cpu") == expected
+    assert resolve_auto_backend("cpu", "palm") == expected
+    assert resolve_auto_backend("cpu", "landmark") == "onnxruntime"
     import torch
 
     if not torch.cuda.is_available():
-        assert resolve_auto_backend("auto") == expected
-    assert resolve_auto_backend("cuda") == "torch"
+        assert resolve_auto_backend("auto", "palm") == expected
+    assert resolve_auto_backend("cuda", "landmark") == "torch"
 
 
 def test_litert_missing_package_names_it(monkeypatch):

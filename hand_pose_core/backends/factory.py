@@ -10,6 +10,7 @@ import torch
 from .base import BACKENDS, MODELS, PRECISIONS, Runner, check_choice, check_device
 
 VARIANTS = ("full", "lite")
+INPUT_SHAPES = {"palm": (1, 3, 192, 192), "landmark": (1, 3, 224, 224)}
 # backends for our two MediaPipe networks: the module backends plus LiteRT (the original .tflite
 # files) and 'auto' (the fastest measured one available: see resolve_auto_backend)
 NETWORK_BACKENDS = BACKENDS + ("litert", "auto")
@@ -23,14 +24,17 @@ def litert_available() -> bool:
     return True
 
 
-def resolve_auto_backend(device: str) -> str:
-    """'auto' -> 'litert' on the CPU when ai-edge-litert is installed (fastest measured on the
-    CPU, docs/benchmarks.md), else 'onnxruntime'; 'torch' for CUDA devices."""
+def resolve_auto_backend(device: str, model: str = "palm") -> str:
+    """'auto' -> the backend measured fastest for ``model`` on ``device`` (docs/benchmarks.md):
+    on the CPU 'litert' for the palm detector (when ai-edge-litert is installed) and
+    'onnxruntime' for the landmark network (faster end to end in the interleaved pipeline runs
+    on the 2-core VM); 'torch' for CUDA devices."""
     device = check_device(device)
     if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
         return "torch"
+    if model == "landmark":
+        return "onnxruntime"
     return "litert" if litert_available() else "onnxruntime"
-INPUT_SHAPES = {"palm": (1, 3, 192, 192), "landmark": (1, 3, 224, 224)}
 
 
 def create_runner_for_module(
@@ -115,7 +119,7 @@ def create_runner(
     variant = check_choice("variant", variant, VARIANTS)
     backend = check_choice("backend", backend, NETWORK_BACKENDS)
     if backend == "auto":
-        backend = resolve_auto_backend(device)
+        backend = resolve_auto_backend(device, model)
     check_device(device)
     check_choice("precision", precision, PRECISIONS)
     from hand_pose_core import weights

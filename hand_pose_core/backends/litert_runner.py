@@ -7,9 +7,10 @@ reshaped and ordered like the torch modules' (PalmOutput / LandmarkOutput), so t
 cannot tell the backends apart; the torch port matches these kernels to ~1e-4
 (tests/test_tflite_parity.py).
 
-Why: on the 2-core AMD EPYC development VM (AVX2), XNNPACK runs the palm detector ~2.4x and the
-landmark network ~1.3x faster than ONNX Runtime runs the same networks exported from torch
-(docs/benchmarks.md). The models have a batch of 1 baked in (the palm graph's reshapes give
+Why: on the 2-core AMD EPYC development VM (AVX2), XNNPACK ran the palm detector 1.3-2.4x faster
+than ONNX Runtime runs the torch export (networks alone) and ~1.15x faster inside the pipeline;
+the landmark network was not faster inside the pipeline, so ``backend='auto'`` uses LiteRT for
+the palm detector only (docs/benchmarks.md). The models have a batch of 1 baked in (the palm graph's reshapes give
 wrong boxes when the input is resized to a larger batch), so a batch runs item by item.
 """
 from __future__ import annotations

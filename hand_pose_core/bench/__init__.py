@@ -32,7 +32,7 @@ def available_backends(device: str, what: str = "networks") -> list[str]:
     """Backends worth trying on ``device`` (availability is checked when they are built). The
     pipeline leaves the slow torch CPU backend out unless asked (--backends)."""
     if device == "cpu":
-        return ["litert", "onnxruntime", "torch"] if what == "networks" else ["litert", "onnxruntime"]
+        return ["litert", "onnxruntime", "torch"] if what == "networks" else ["auto", "litert", "onnxruntime"]
     return ["torch", "tensorrt", "onnxruntime"]
 
 
@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("what", nargs="?", default="all", choices=["all", "networks", "pipeline"])
     p.add_argument("--backends", nargs="+", default=None,
-                   help="default on cpu: litert onnxruntime torch (networks), litert onnxruntime "
-                        "(pipeline); on cuda: torch tensorrt onnxruntime")
+                   help="default on cpu: litert onnxruntime torch (networks), auto litert onnxruntime "
+                        "(pipeline; auto = the estimator's default); on cuda: torch tensorrt onnxruntime")
     p.add_argument("--precision", type=_csv, default=None, help="comma list; default fp32 (cpu), fp32,fp16 (cuda)")
     p.add_argument("--batch", type=_csv_ints, default=[1, 8, 32], help="network batch sizes (default 1,8,32)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])

@@ -141,8 +141,9 @@ class HandPoseEstimator:
         backend, device, precision, variant: inference backend ('auto' | 'litert' |
             'onnxruntime' | 'torch' | 'tensorrt'), device ('cpu' | 'cuda' | 'auto'),
             'fp32' | 'fp16', model variant ('full' | 'lite'). 'auto' (default) picks the fastest
-            measured backend available: 'litert' (MediaPipe's .tflite networks in XNNPACK) on the
-            CPU, else 'onnxruntime'; 'torch' on CUDA (docs/benchmarks.md).
+            measured backend per network: on the CPU 'litert' (MediaPipe's .tflite palm detector
+            in XNNPACK; onnxruntime without ai-edge-litert) and 'onnxruntime' for the landmark
+            network; 'torch' on CUDA (docs/benchmarks.md).
         min_detection_score: palm detector threshold; nms_iou: weighted-NMS IoU.
         min_presence_score: landmark presence threshold (below it the hand is dropped/lost).
         mirrored: the images are mirrored (selfie view); swaps the reported side.
@@ -226,8 +227,10 @@ class HandPoseEstimator:
 
         from ..backends import resolve_auto_backend
 
-        self.backend = resolve_auto_backend(device) if backend == "auto" else backend
-        backend = self.backend
+        self.backend = backend
+        palm_backend = resolve_auto_backend(device, "palm") if backend == "auto" else backend
+        landmark_backend = resolve_auto_backend(device, "landmark") if backend == "auto" else backend
+        backend = palm_backend
         if preprocess not in ("auto", "numpy", "torch"):
             raise ValueError(f"unknown preprocess {preprocess!r}; choose 'auto', 'numpy' or 'torch'")
         on_cuda = str(device).startswith("cuda") or (device == "auto" and backend in ("torch", "tensorrt")
@@ -254,11 +257,11 @@ class HandPoseEstimator:
             self._lifter = load_lifter(checkpoint, device=device, expected_model=self.model)
 
         self._palm = _create_runner("palm", backend, variant, device, precision)
-        self._landmark = _create_runner("landmark", backend, variant, device, precision)
+        self._landmark = _create_runner("landmark", landmark_backend, variant, device, precision)
         # landmark network for the first, framing-only pass over new palm crops (refined after)
         self._coarse = self._landmark
         if self.refine_passes and coarse_variant not in (None, variant):
-            self._coarse = _create_runner("landmark", backend, coarse_variant, device, precision)
+            self._coarse = _create_runner("landmark", landmark_backend, coarse_variant, device, precision)
         self._fitter = None
         if self.fit_mano:
             from ..mano.fit import ManoFitter
