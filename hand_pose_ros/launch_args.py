@@ -18,9 +18,9 @@ __all__ = ["LaunchArgumentError", "BOOL_ARGS", "BACKENDS", "DEVICES", "parse_boo
 # Launch's IfCondition accepts exactly these (case-insensitive).
 _TRUE, _FALSE = ("true", "1"), ("false", "0")
 BOOL_ARGS = ("replay", "rviz", "shm_profile", "use_depth")
-# Same as hand_pose_core.backends.BACKENDS / DEVICES (a test checks it; not imported here so that
+# Same as hand_pose_core.backends.NETWORK_BACKENDS / DEVICES (a test checks it; not imported here so that
 # the launch process does not load torch).
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "tensorrt", "litert", "auto")
 DEVICES = ("cpu", "cuda", "auto")
 
 

@@ -75,7 +75,7 @@ def generate_launch_description():
                               description="input depth image aligned to the colour image (16UC1 mm / 32FC1 m), optional"),
         DeclareLaunchArgument("use_depth", default_value="true", description="fuse the depth topic when it publishes"),
         DeclareLaunchArgument("params_file", default_value=default_params, description="hand_pose_node parameter YAML"),
-        DeclareLaunchArgument("backend", default_value="onnxruntime", description="torch | onnxruntime | tensorrt"),
+        DeclareLaunchArgument("backend", default_value="auto", description="auto | litert | onnxruntime | torch | tensorrt"),
         DeclareLaunchArgument("device", default_value="cpu", description="cpu | cuda | auto"),
         DeclareLaunchArgument("replay", default_value="false", description="also start hand_pose_replay (true | false)"),
         DeclareLaunchArgument("replay_source", default_value="builtin",

@@ -52,7 +52,7 @@ def test_all_bad_arguments_reported_at_once_and_replay_source_checked():
 
 
 def test_choices_match_the_backends():
-    from hand_pose_core.backends import BACKENDS as CORE_BACKENDS
+    from hand_pose_core.backends import NETWORK_BACKENDS as CORE_BACKENDS
     from hand_pose_core.backends import DEVICES as CORE_DEVICES
 
     assert tuple(BACKENDS) == tuple(CORE_BACKENDS) and tuple(DEVICES) == tuple(CORE_DEVICES)

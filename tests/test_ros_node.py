@@ -121,7 +121,7 @@ def test_real_video_replay_gives_joints_with_the_image_stamp_and_plausible_geome
         z = np.array([p.z for p in tri[-1].points])
         assert np.all((z > 0.1) & (z < 3.0))
         d = _latest_diag(diags)
-        assert d["backend"] == "onnxruntime" and int(d["frames_processed"]) >= 5
+        assert d["backend"] == "auto" and int(d["frames_processed"]) >= 5  # the default parameter
         assert d["camera_info"] == "ok" and float(d["latency_ms_p50"]) > 0
 
 
