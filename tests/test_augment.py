@@ -349,7 +349,21 @@ def test_opencv_single_threaded_inside_loader_workers_only():
 
     before = cv2.getNumThreads()
     ds = _ThreadsAfterTransform(build_transform({"crop_size": 32}), make_sample(8))
+    # a forked worker keeps the parent's OpenCV setting: reconfiguring OpenCV's copied thread
+    # pool after fork can deadlock (training.augment._set_opencv_threads_safely)
     got = [int(x) for x in DataLoader(ds, batch_size=None, num_workers=1)]
-    assert got == [1, 1]
+    assert got == [before, before]
     ds[0]  # in the main process: left alone
     assert cv2.getNumThreads() == before
+
+
+def test_opencv_single_threaded_in_spawned_workers():
+    """A process that imported training.augment itself (a spawned worker) sets one thread."""
+    import subprocess
+    import sys
+
+    code = ("import cv2\nfrom training.augment import worker_init\nworker_init(0)\n"
+            "print(cv2.getNumThreads())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "1"

@@ -108,11 +108,25 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(epoch), int(index)])
 
 
+# The process that imported this module. A DataLoader worker forked from it inherits the value;
+# a spawned worker imports the module itself and gets its own pid here.
+_IMPORT_PID = os.getpid()
+
+
+def _set_opencv_threads_safely(n: int) -> None:
+    """``cv2.setNumThreads(n)``, except in a process forked after the import: there OpenCV's
+    thread pool was copied from the parent without its threads, and reconfiguring it can wait
+    forever (seen here: a fork DataLoader worker hung in ``cv2.setNumThreads(1)``, one run in
+    three). Forked workers keep the parent's setting; spawned workers get ``n``."""
+    if os.getpid() == _IMPORT_PID:
+        cv2.setNumThreads(n)
+
+
 def worker_init(worker_id: int = 0) -> None:
     """``DataLoader(worker_init_fn=...)``: one OpenCV / torch thread per worker (the workers are
-    the parallelism; more threads per worker only contend for the cores). Results do not depend
-    on it."""
-    cv2.setNumThreads(1)
+    the parallelism; more threads per worker only contend for the cores; OpenCV only in spawned
+    workers, see :func:`_set_opencv_threads_safely`). Results do not depend on it."""
+    _set_opencv_threads_safely(1)
     try:
         import torch
 
@@ -125,8 +139,9 @@ _THREADS_SET_IN_PID = None
 
 
 def _single_thread_in_workers() -> None:
-    """Inside a DataLoader worker process, OpenCV gets one thread (once per process): the workers
-    are the parallelism, and OpenCV's default pool (one thread per core) in every worker of every
+    """Inside a spawned DataLoader worker process, OpenCV gets one thread (once per process; forked
+    workers keep the parent's setting, see :func:`_set_opencv_threads_safely`): the workers are
+    the parallelism, and OpenCV's default pool (one thread per core) in every worker of every
     rank only contends for the cores. The main process is left alone."""
     global _THREADS_SET_IN_PID
     pid = os.getpid()
@@ -138,7 +153,7 @@ def _single_thread_in_workers() -> None:
     except ImportError:  # pragma: no cover - torch is a dependency
         return
     if get_worker_info() is not None:
-        cv2.setNumThreads(1)
+        _set_opencv_threads_safely(1)
 
 
 def _check_cfg(cfg: dict | None) -> dict:
