@@ -170,6 +170,16 @@ class _TorchLifter(Lifter):
         side = torch.tensor([1 if s == "right" else 0 for s in sides], device=self.device)
         return x, side
 
+    @torch.no_grad()
+    def __call__(self, crops_rgb, joints_2d_crop_px=None, joints_conf=None, sides=None) -> LiftOutput:
+        """The network's own 2D and wrist-relative 3D; the landmark network's 2D is not used.
+        +0.5 px: the network was trained with pixel centres at integers, the estimator's crop
+        coordinates are continuous (see the module docstring)."""
+        x, side = self._inputs(crops_rgb, sides)
+        out = self.model(x, side)
+        return LiftOutput(out["joints_2d"].float().cpu().numpy() + 0.5,
+                          out["joints_rel_m"].float().cpu().numpy())
+
 
 @register_lifter("mano_regressor")
 class ManoRegressorLifter(_TorchLifter):
@@ -180,13 +190,6 @@ class ManoRegressorLifter(_TorchLifter):
         super().__init__(model, meta, device)
         self.crop_size_px = _crop_size(meta, DEFAULT_CROP_SIZE_PX)
 
-    @torch.no_grad()
-    def __call__(self, crops_rgb, joints_2d_crop_px=None, joints_conf=None, sides=None) -> LiftOutput:
-        x, side = self._inputs(crops_rgb, sides)
-        out = self.model(x, side)
-        return LiftOutput(out["joints_2d"].float().cpu().numpy() + 0.5,
-                          out["joints_rel_m"].float().cpu().numpy())
-
 
 @register_lifter("zimmermann_brox")
 class ZimmermannBroxLifter(_TorchLifter):
@@ -196,13 +199,6 @@ class ZimmermannBroxLifter(_TorchLifter):
     def __init__(self, model, meta, device="cpu"):
         super().__init__(model, meta, device)
         self.crop_size_px = _crop_size(meta, model.crop_size)
-
-    @torch.no_grad()
-    def __call__(self, crops_rgb, joints_2d_crop_px=None, joints_conf=None, sides=None) -> LiftOutput:
-        x, side = self._inputs(crops_rgb, sides)
-        out = self.model(x, side)
-        return LiftOutput(out["joints_2d"].float().cpu().numpy() + 0.5,
-                          out["joints_rel_m"].float().cpu().numpy())
 
 
 __all__ = ["Lifter", "LiftOutput", "register_lifter", "load_lifter", "known_lifters",
