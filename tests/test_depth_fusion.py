@@ -15,19 +15,9 @@ pytest.importorskip("moderngl")
 
 @pytest.fixture(scope="module")
 def scenes():
-    from rgbd_render import HandScene
+    from rgbd_render import render_or_skip
 
-    from training.synthetic.renderer import RendererError
-
-    scene = HandScene()
-    rng = np.random.default_rng(7)
-    try:
-        out = [scene.sample(rng, size_range=(0.8, 1.25)) for _ in range(10)]
-    except RendererError as e:  # no EGL on this machine
-        pytest.skip(f"offscreen OpenGL (moderngl EGL) unavailable: {e}")
-    finally:
-        scene.close()
-    return out
+    return render_or_skip(7, 10, size_range=(0.8, 1.25))
 
 
 def test_depth_conventions_and_errors():

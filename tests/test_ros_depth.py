@@ -21,19 +21,9 @@ pytest.importorskip("moderngl")
 @pytest.fixture(scope="module")
 def rgbd():
     """Rendered hands 20 % larger than the average hand (RGB alone places them ~20 % too close)."""
-    from rgbd_render import HandScene
+    from rgbd_render import render_or_skip
 
-    from training.synthetic.renderer import RendererError
-
-    scene = HandScene()
-    rng = np.random.default_rng(11)
-    try:
-        frames = [scene.sample(rng, z_range=(0.5, 0.8), size_range=(1.2, 1.2)) for _ in range(4)]
-    except RendererError as e:  # no EGL on this machine
-        pytest.skip(f"offscreen OpenGL (moderngl EGL) unavailable: {e}")
-    finally:
-        scene.close()
-    return frames
+    return render_or_skip(11, 4, z_range=(0.5, 0.8), size_range=(1.2, 1.2))
 
 
 @pytest.fixture(scope="module")
