@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import torch
 
-from hand_pose_core.mano import ManoLayer, synthetic_mano
+from hand_pose_core.mano import ManoLayer, mirror_pose_aa, synthetic_mano
 from training.datasets.collate import collate_samples
 from training.datasets.sample import validate_sample
 
@@ -41,6 +41,8 @@ def toy_samples(n: int, size: int = 64, seed: int = 0, left_every: int = 3) -> l
     pose[:, :3] = np.stack([_rot_fingers_up(rng) for _ in range(n)])
     with torch.no_grad():
         v_mm, j_mm = layer(torch.from_numpy(pose))
+        fingers = torch.from_numpy(pose[:, 3:]) @ layer.hands_components  # sample convention:
+    mano_pose = np.concatenate([pose[:, :3], fingers.numpy()], 1)        # flat_hand_mean=False
     f = 1.6 * size
     K = np.array([[f, 0, (size - 1) / 2], [0, f, (size - 1) / 2], [0, 0, 1]], np.float32)
     faces = layer.faces_np
@@ -71,6 +73,7 @@ def toy_samples(n: int, size: int = 64, seed: int = 0, left_every: int = 3) -> l
             "image": img, "K": K.copy(), "joints_cam_m": J.astype(np.float32),
             "joints_2d": uvj.astype(np.float32), "visible": np.ones(21, bool), "side": side,
             "id": f"toy/{seed}/{i}", "mask": mask, "verts_cam_m": V.astype(np.float32),
+            "mano_pose": (mirror_pose_aa(mano_pose[i]) if side == "left" else mano_pose[i]).astype(np.float32),
         }))
     return out
 

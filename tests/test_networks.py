@@ -128,6 +128,60 @@ def test_mano_regressor_left_hand_is_the_mirrored_right_hand():
     assert torch.allclose(left["joints_2d"][..., 0], 63 - right["joints_2d"][..., 0], atol=1e-4)
 
 
+def test_mano_label_rotations_drive_the_right_model_to_the_labelled_mesh():
+    """``label_rotmats`` turns a sample's MANO labels (its own side, flat_hand_mean=False) into
+    the rotations of the regressor's right-hand model: posed with them, the right model gives
+    the labelled mesh (mirrored back for left hands)."""
+    from hand_pose_core.mano import ManoLayer, synthetic_mano
+    from training.tasks.mano_regressor import label_rotmats
+
+    torch.manual_seed(0)
+    layers = {s: ManoLayer(model=synthetic_mano(s), side=s, use_pca=False, flat_hand_mean=False,
+                           center_idx=None) for s in ("right", "left")}
+    right_pca = ManoLayer(model=synthetic_mano("right"), side="right", use_pca=True, ncomps=6,
+                          flat_hand_mean=True, center_idx=None)  # the regressor's convention may differ
+    rot_layer = ManoLayer(model=synthetic_mano("right"), side="right", use_pca=False,
+                          root_rot_mode="rotmat", joint_rot_mode="rotmat", center_idx=None)
+    pose, betas = 0.5 * torch.randn(4, 48), torch.randn(4, 10)
+    side = torch.tensor([1, 0, 1, 0])
+    R = label_rotmats(pose, side, right_pca.hands_mean)
+    mirror = torch.tensor([-1.0, 1.0, 1.0])
+    for i in range(4):
+        name = "right" if side[i] == 1 else "left"
+        v_label, _ = layers[name](pose[i:i + 1], betas[i:i + 1])
+        v_right, _ = rot_layer(R[i:i + 1].reshape(1, 144), betas[i:i + 1])
+        if name == "left":
+            v_right = v_right * mirror
+        assert torch.allclose(v_right, v_label, atol=1e-3), (name, (v_right - v_label).abs().max())
+    # a wrong mirror (the left labels used as right ones) is caught by the same check
+    R_wrong = label_rotmats(pose, torch.ones(4, dtype=torch.long), right_pca.hands_mean)
+    v_wrong, _ = rot_layer(R_wrong[3:4].reshape(1, 144), betas[3:4])
+    v_label, _ = layers["left"](pose[3:4], betas[3:4])
+    assert (v_wrong * mirror - v_label).abs().max() > 1.0  # mm
+
+
+def test_rotation_matrix_loss_and_the_mano_label_terms():
+    eye = torch.eye(3).expand(2, 4, 3, 3)
+    Rz = torch.tensor([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])
+    other = eye.clone()
+    other[0, 1] = Rz  # ||Rz - I||_F^2 = 4, on one of 4 rotations of sample 0
+    assert math.isclose(float(L.rotation_matrix_loss(other, eye)), 4 / 4 / 2)
+    assert math.isclose(float(L.rotation_matrix_loss(other, eye, torch.tensor([True, False]))), 1.0)
+    assert float(L.rotation_matrix_loss(other, eye, torch.tensor([False, True]))) == 0.0
+    # in the task: off by default; with weights, a sample without MANO labels adds nothing
+    batch = toy_batch(4, 64, seed=5)
+    net = create("mano_regressor", **TINY_REG)
+    _, logs = build_task("mano_regressor", {"model": TINY_REG}).loss(net, batch)
+    assert "loss/mano_pose" not in logs
+    task = build_task("mano_regressor", {"model": TINY_REG,
+                                         "loss_weights": {"mano_pose": 1.0, "global_orient": 1.0}})
+    _, logs = task.loss(net, batch)
+    assert logs["loss/mano_pose"] > 0 and logs["loss/global_orient"] > 0
+    batch["has_mano"][:] = False
+    _, logs = task.loss(net, batch)
+    assert logs["loss/mano_pose"] == 0.0 and logs["loss/global_orient"] == 0.0
+
+
 def test_imagenet_weights_only_from_the_hub_cache(tmp_path, monkeypatch):
     import torchvision
 

@@ -111,10 +111,26 @@ def shape_regularizer(betas: torch.Tensor) -> torch.Tensor:
     return betas.square().sum(-1).mean()
 
 
+def rotation_matrix_loss(pred_R: torch.Tensor, target_R: torch.Tensor,
+                         weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Squared Frobenius distance between rotation matrices ``(B, N, 3, 3)``, averaged over the
+    N rotations, then over the batch with ``weight`` (B,) (e.g. ``has_mano``).
+
+    The MANO-parameter loss of HMR-style regressors, on rotation matrices rather than raw
+    axis-angles (no 2*pi wrap-around, no scale ambiguity near zero). It supervises each joint's
+    articulation directly, independently of how well the global orientation is predicted: with
+    joint losses alone, an uncertain global rotation pulls the fingers toward an "average"
+    pose that fits any orientation badly.
+    """
+    d = (pred_R - target_R).square().sum((-1, -2)).mean(-1)
+    return weighted_mean(d, weight)
+
+
 __all__ = [
     "weighted_mean", "gaussian_score_maps", "score_map_loss", "segmentation_loss",
     "canonical_coords_loss", "viewpoint_loss", "joints_2d_loss", "root_relative",
     "joints_3d_loss", "vertex_loss", "pose_regularizer", "shape_regularizer",
+    "rotation_matrix_loss",
 ]
 
 

@@ -4,26 +4,48 @@ Config (the ``task`` section)::
 
     name: mano_regressor
     model: {backbone: resnet18, pretrained: true, use_pca: true, ncomps: 12}  # constructor cfg
-    loss_weights: {joints_2d: 1.0, joints_3d: 100.0, verts: 100.0, pose_reg: 0.001, shape_reg: 0.001}
+    loss_weights: {joints_2d: 1.0, joints_3d: 100.0, verts: 100.0, pose_reg: 0.001, shape_reg: 0.001,
+                   mano_pose: 0.0, global_orient: 0.0}
     init_from: null   # a mano_regressor model file to start from (fine-tuning, e.g. on footage);
                       # its weights must match ``model`` (strict; a mismatch names the file)
 
 Losses (:mod:`training.losses`): 2D joints in normalised crop units (``S / 2`` px), weighted by
 visibility x label confidence; root-relative 3D joints (metres^2) where ``has_3d``; root-relative
-vertices where ``has_verts``; pose and shape regularisers. ``predict`` places the
+vertices where ``has_verts``; pose and shape regularisers; where the sample has MANO labels
+(``has_mano``: synthetic hands, FreiHAND, HO-3D) the finger rotations (``mano_pose``) and the
+global rotation (``global_orient``) against the labels as rotation matrices (off by default). ``predict`` places the
 root-relative prediction in the crop's camera frame from its own 2D joints and the batch ``K``.
 """
 from __future__ import annotations
 
 import torch
 
+from hand_pose_core.kinematics.rotations import axis_angle_to_matrix
 from hand_pose_core.models import create
 from training import losses as L
 from training.tasks import register_task
-from training.tasks.common import draw_predictions, place_batch, weighted_total
+from training.tasks.common import draw_predictions, place_batch, unwrap, weighted_total
 
 DEFAULT_WEIGHTS = {"joints_2d": 1.0, "joints_3d": 100.0, "verts": 100.0, "pose_reg": 1e-3,
-                   "shape_reg": 1e-3}
+                   "shape_reg": 1e-3, "mano_pose": 0.0, "global_orient": 0.0}
+_MIRROR_AA = (1.0, -1.0, -1.0)  # axis-angle (x, y, z) -> (x, -y, -z): the other side's MANO model
+
+
+def label_rotmats(mano_pose: torch.Tensor, side: torch.Tensor, hands_mean: torch.Tensor) -> torch.Tensor:
+    """The 16 MANO rotations ``(B, 16, 3, 3)`` a right-hand regressor should predict for the
+    labels ``mano_pose`` (B, 48) of the batch (sample convention: ``flat_hand_mean=False``, each
+    sample's own side).
+
+    Left hands are regressed as the mirrored right hand (see the model), so their labels are
+    mirrored too; ``hands_mean`` (45,) is the right model's, added to give the absolute finger
+    rotations that :meth:`ManoLayer.pose_to_rotmats` returns whatever the layer's convention.
+    """
+    B = mano_pose.shape[0]
+    aa = mano_pose.reshape(B, 16, 3)
+    left = (side.reshape(-1) == 0).to(aa.device)[:, None, None]
+    aa = torch.where(left, aa * aa.new_tensor(_MIRROR_AA), aa)
+    aa = torch.cat([aa[:, :1], aa[:, 1:] + hands_mean.to(aa).reshape(1, 15, 3)], 1)
+    return axis_angle_to_matrix(aa)
 
 
 @torch.no_grad()
@@ -72,6 +94,12 @@ class ManoRegressorTask:
             "pose_reg": L.pose_regularizer(out["pose"]),
             "shape_reg": L.shape_regularizer(out["shape"]),
         }
+        if self.weights["mano_pose"] or self.weights["global_orient"]:
+            mano = unwrap(model).mano
+            pred_R = mano.pose_to_rotmats(out["pose"].float())
+            target_R = label_rotmats(batch["mano_pose"], batch["side"], mano.hands_mean)
+            terms["mano_pose"] = L.rotation_matrix_loss(pred_R[:, 1:], target_R[:, 1:], batch["has_mano"])
+            terms["global_orient"] = L.rotation_matrix_loss(pred_R[:, :1], target_R[:, :1], batch["has_mano"])
         return weighted_total(terms, self.weights)
 
     @torch.no_grad()
