@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from hand_pose_core.camera import validate_intrinsics
 from training.augment import NO_RANDOM, AugmentedDataset, build_transform, sample_rng
 from training.augment_geometry import apply_geometry, crop_affine, CropGeometry
 from training.datasets.sample import validate_sample
@@ -55,6 +56,9 @@ def check_consistent(out, size, *, check_pixels=True):
     assert out["image"].shape == (size, size, 3) and out["image"].dtype == np.uint8
     K = np.asarray(out["K"], np.float64)
     assert abs(K[0, 1]) < 1e-6 and np.allclose(K[2], [0, 0, 1])
+    # exactly upper triangular (no 1e-14 rounding residue): the core's intrinsics check accepts
+    # it, so the metric placement from K works on augmented crops
+    validate_intrinsics(out["K"])
     np.testing.assert_allclose(K[0, 0], K[1, 1], rtol=1e-5)  # square pixels in every crop
     uv = project(K, np.asarray(out["joints_cam_m"], np.float64))
     np.testing.assert_allclose(uv, out["joints_2d"], atol=2e-3)  # 3D projects onto the 2D

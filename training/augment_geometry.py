@@ -202,6 +202,21 @@ def _transform_mano(out: dict, sample: dict, R: np.ndarray, flipped: bool) -> No
         out["mano_trans"] = trans  # None: no 3D wrist, the translation cannot follow a rotation
 
 
+def _snap_intrinsics(K: np.ndarray) -> np.ndarray:
+    """``M K R^T`` of a crop and a rotation about the optical axis is upper triangular with last
+    row (0, 0, 1) in exact arithmetic; in floating point its zeros come out as ~1e-14. Those
+    entries are set back to exact zeros (the skew too): :func:`hand_pose_core.camera.validate_intrinsics`
+    refuses a K that is not exactly upper triangular, and the metric placement from K with it."""
+    K = np.array(K, np.float64)
+    tol = 1e-9 * max(abs(K[0, 0]), abs(K[1, 1]), 1.0)
+    for r, c in ((0, 1), (1, 0), (2, 0), (2, 1)):
+        if abs(K[r, c]) < tol:
+            K[r, c] = 0.0
+    if abs(K[2, 2] - 1.0) < 1e-9:
+        K[2, 2] = 1.0
+    return K.astype(np.float32)
+
+
 def apply_geometry(sample: dict, M: np.ndarray, R: np.ndarray, size_px: int, *,
                    image_border: int = cv2.BORDER_REPLICATE) -> dict:
     """Warp a common sample by ``(M, R)`` into a ``size_px`` square (returns a new dict)."""
@@ -216,7 +231,7 @@ def apply_geometry(sample: dict, M: np.ndarray, R: np.ndarray, size_px: int, *,
         if sample.get(key) is not None:
             out[key] = cv2.warpAffine(np.ascontiguousarray(sample[key]), M[:2], dsize, flags=interp,
                                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    out["K"] = (M @ np.asarray(sample["K"], np.float64) @ R.T).astype(np.float32)
+    out["K"] = _snap_intrinsics(M @ np.asarray(sample["K"], np.float64) @ R.T)
     j2 = np.asarray(sample["joints_2d"], np.float64)
     out["joints_2d"] = (j2 @ M[:2, :2].T + M[:2, 2]).astype(np.float32)
     out["joints_cam_m"] = (np.asarray(sample["joints_cam_m"], np.float64) @ R.T).astype(np.float32)
