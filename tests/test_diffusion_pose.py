@@ -269,3 +269,18 @@ def test_diffusion_model_runs_in_the_estimator_with_uncertainty(tmp_path, train_
     # one hypothesis: no spread reported
     est._lifter.num_hypotheses = 1
     assert all(h.joints_std_m is None for h in est(image))
+
+
+def test_missing_optional_package_is_named_with_how_to_install(monkeypatch):
+    """A runtime-only install (no 'train' extra) gets an error naming the package and the extra,
+    not a bare ModuleNotFoundError from deep inside the network."""
+    import sys
+
+    from hand_pose_core.models.optional_deps import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # makes `import diffusers` fail
+    with pytest.raises(MissingDependencyError, match=r"diffusion_pose.*'diffusers'.*\[train\]"):
+        create("diffusion_pose", **TINY)
+    monkeypatch.setitem(sys.modules, "torchvision.models", None)
+    with pytest.raises(MissingDependencyError, match=r"mano_regressor.*'torchvision'"):
+        create("mano_regressor", backbone="resnet18", pretrained=False)

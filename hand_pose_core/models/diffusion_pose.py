@@ -58,6 +58,7 @@ from hand_pose_core.kinematics.forward_kinematics import (
 from hand_pose_core.kinematics.rotations import matrix_to_rot6d
 from hand_pose_core.skeleton import NUM_BONES, NUM_JOINTS
 
+from .optional_deps import require
 from .registry import register_model
 
 __all__ = ["DiffusionPose", "DiffusionSample", "build_resnet_encoder", "timestep_embedding"]
@@ -74,7 +75,7 @@ def build_resnet_encoder(name: str, backbone_weights: str = "none") -> tuple[nn.
     ``backbone_weights``: ``'none'`` (random init) or ``'imagenet'``: load torchvision's ImageNet
     weights *if they are already in torch's hub cache*; otherwise random init (no download).
     """
-    import torchvision.models as tvm
+    tvm = require("torchvision.models", "the diffusion_pose network's ResNet encoder")
 
     table = {
         "resnet18": (tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1, 512),
@@ -218,7 +219,7 @@ class DiffusionPose(nn.Module):
             self.fk = None
             self.bone_head = None
 
-        from diffusers import DDPMScheduler
+        DDPMScheduler = require("diffusers", "the diffusion_pose network").DDPMScheduler
 
         self.train_scheduler = DDPMScheduler(**self._sched_cfg)
         self.register_buffer("alphas_cumprod", self.train_scheduler.alphas_cumprod.clone().float(), persistent=False)
@@ -308,7 +309,7 @@ class DiffusionPose(nn.Module):
         """A cached diffusers ``DDIMScheduler`` with ``num_steps`` timesteps set (trailing spacing)."""
         sch = self._ddim.get(num_steps)
         if sch is None:
-            from diffusers import DDIMScheduler
+            DDIMScheduler = require("diffusers", "the diffusion_pose network").DDIMScheduler
 
             sch = DDIMScheduler(**self._sched_cfg, set_alpha_to_one=True, timestep_spacing="trailing")
             sch.set_timesteps(num_steps)

@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from .optional_deps import require
 from .registry import register_model
 
 _LOG = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ _ARCHS = ("resnet18", "resnet34", "resnet50")
 def cached_imagenet_weights(arch: str) -> Path | None:
     """Path of torchvision's ImageNet checkpoint for ``arch`` in the torch hub cache, or None.
     Never downloads."""
-    import torchvision.models as tvm
+    tvm = require("torchvision.models", "the mano_regressor network")
 
     enum = {"resnet18": tvm.ResNet18_Weights, "resnet34": tvm.ResNet34_Weights,
             "resnet50": tvm.ResNet50_Weights}[arch]
@@ -60,7 +61,7 @@ def cached_imagenet_weights(arch: str) -> Path | None:
 
 
 def _resnet(arch: str, pretrained: bool) -> tuple[nn.Module, int, str]:
-    import torchvision.models as tvm
+    tvm = require("torchvision.models", "the mano_regressor network's ResNet encoder")
 
     if arch not in _ARCHS:
         raise ValueError(f"backbone must be one of {_ARCHS}, got {arch!r}")
@@ -152,7 +153,7 @@ class ManoRegressor(nn.Module):
 
 def _tiny_encoder(width: float) -> tuple[nn.Module, int]:
     """A small ResNet-layout encoder (stem + 4 stages of one basic block, strides 2) for tests."""
-    from torchvision.models.resnet import BasicBlock
+    BasicBlock = require("torchvision.models.resnet", "the mano_regressor network").BasicBlock
 
     c = [max(8, int(round(ch * width))) for ch in (64, 128, 256, 512)]
     layers: list[nn.Module] = [nn.Conv2d(3, c[0], 7, 2, 3, bias=False), nn.BatchNorm2d(c[0]),
