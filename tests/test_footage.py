@@ -70,6 +70,19 @@ def test_split_rule_by_frame_ranges():
         split_frames(frames, "test")
 
 
+def test_auto_blocks_give_a_short_clip_held_out_frames():
+    clip = np.arange(325)  # the shared 13-s clip: with 250-frame blocks it had no 'val' frame
+    assert not split_frames(clip, "val", block_frames=250).any()
+    val, train = split_frames(clip, "val"), split_frames(clip, "train")
+    assert list(clip[val]) == list(range(288, 320))  # 32-frame blocks, the 10th held out
+    assert not (val & train).any() and train[:263].all() and not train[263:].any()  # 25-frame guards
+    long = np.arange(10_000)  # long footage keeps 250-frame blocks
+    assert list(np.flatnonzero(split_frames(long, "val"))[:2]) == [2250, 2251]
+    assert split_frames(long, "val").sum() == 1000
+    with pytest.raises(ValueError, match="block_frames"):
+        split_frames(clip, "val", block_frames="short")
+
+
 @needs_video
 def test_pseudo_labels_match_the_footage(labelled):
     meta = json.loads((labelled / "meta.json").read_text())

@@ -4,8 +4,9 @@ in :mod:`training.pseudo_label`).
     build_dataset("footage", "/data/my_camera", "train")
 
 Splits by frame ranges, so that held-out frames are never neighbours of training frames: the
-frames are cut into consecutive blocks of ``block_frames`` (default 250, 10 s at 25 fps); every
-``val_every``-th block (block % val_every == val_every - 1, default 10) is 'val'; 'train' is the
+frames are cut into consecutive blocks of ``block_frames`` (default ``'auto'``: 250, i.e. 10 s
+at 25 fps, or, for a clip shorter than ``250 * val_every`` frames, ``clip_frames // val_every`` so
+that a short clip still has one held-out block); every ``val_every``-th block (block % val_every == val_every - 1, default 10) is 'val'; 'train' is the
 rest minus ``guard_frames`` (default 25) frames on either side of each 'val' block (near-copies
 of held-out frames); 'all' is everything.
 
@@ -31,11 +32,26 @@ from training.pseudo_label import parse_label_name, read_labels, read_meta
 SPLITS = ("train", "val", "all")
 
 
-def split_frames(frames: np.ndarray, split: str, block_frames: int = 250, val_every: int = 10,
+MAX_AUTO_BLOCK_FRAMES = 250
+
+
+def auto_block_frames(frames: np.ndarray, val_every: int) -> int:
+    """``block_frames='auto'``: 250, or fewer for a short clip so that it has ``val_every`` blocks
+    (hence one held-out block): with 250-frame blocks every clip under 2,500 frames (e.g. a
+    13-s, 325-frame clip) had no held-out frames at all."""
+    span = int(np.max(frames)) + 1 if len(frames) else 0
+    return int(min(MAX_AUTO_BLOCK_FRAMES, max(1, span // val_every)))
+
+
+def split_frames(frames: np.ndarray, split: str, block_frames: int | str = "auto", val_every: int = 10,
                  guard_frames: int = 25) -> np.ndarray:
     """Boolean selection of ``frames`` (frame numbers) for ``split`` (rule in the module docstring)."""
     if split not in SPLITS:
         raise ValueError(f"footage split must be one of {SPLITS}, got {split!r}")
+    if block_frames == "auto":
+        block_frames = auto_block_frames(np.asarray(frames, np.int64), max(2, int(val_every)))
+    elif isinstance(block_frames, str):
+        raise ValueError(f"block_frames must be a number of frames or 'auto', got {block_frames!r}")
     if block_frames < 1 or val_every < 2 or guard_frames < 0:
         raise ValueError(f"need block_frames >= 1, val_every >= 2, guard_frames >= 0; got "
                          f"{block_frames}, {val_every}, {guard_frames}")
@@ -58,7 +74,7 @@ def split_frames(frames: np.ndarray, split: str, block_frames: int = 250, val_ev
 class FootageDataset(Dataset):
     """Common samples (hand crops + teacher labels) of pseudo-labelled footage."""
 
-    def __init__(self, root, split: str = "train", *, block_frames: int = 250, val_every: int = 10,
+    def __init__(self, root, split: str = "train", *, block_frames: int | str = "auto", val_every: int = 10,
                  guard_frames: int = 25, min_score: float | None = None, uncalibrated_3d: str = "keep"):
         if root is None:
             raise ValueError("footage needs the folder written by `hand-pose pseudo-label`")
