@@ -19,6 +19,7 @@ CONFIGS = [
     ("mano_regressor resnet18", "mano_regressor", dict(backbone="resnet18", pretrained=False), 16, 224),
     ("mano_regressor resnet18 synth cfg", "mano_regressor", dict(backbone="resnet18", pretrained=False), 32, 128),
     ("mano_regressor resnet50", "mano_regressor", dict(backbone="resnet50", pretrained=False), 8, 224),
+    ("mano_regressor 1/4 width (CPU config)", "mano_regressor", dict(width=0.25, pretrained=False), 32, 96),
     ("mano_regressor tiny (tests)", "mano_regressor", dict(width=0.125, pretrained=False, ncomps=6), 8, 64),
     ("zimmermann_brox paper (crop 256)", "zimmermann_brox", dict(crop_size=256), 4, 256),
     ("zimmermann_brox half width (crop 128)", "zimmermann_brox",
