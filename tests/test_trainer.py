@@ -283,8 +283,14 @@ def test_evaluate_cli_writes_metrics_and_refuses_bad_files(tmp_path, capsys):
         o = capsys.readouterr()
         return rc, o.out, o.err
 
-    rc, out, err = ev("--config", str(cfg), "--checkpoint", str(run), "--out", str(tmp_path / "m.json"))
+    rc, out, err = ev("--config", str(cfg), "--checkpoint", str(run), "--out", str(tmp_path / "m.json"),
+                      "--images", str(tmp_path / "pics" / "grid.png"), "--images-count", "10")
     assert rc == 0, out + err
+    import cv2
+
+    grid = cv2.imread(str(tmp_path / "pics" / "grid.png"))
+    assert grid.shape == (2 + 2 * (32 + 2), 2 + 8 * (32 + 2), 3)  # 10 crops of 32 px, 8 per row
+    assert grid[2:34, 2:34].std() > 0  # a drawn crop, not padding
     report = json.loads((tmp_path / "m.json").read_text())
     m = report["metrics"]
     assert report["split"] == "val" and report["step"] == 40 and m["n_samples"] == 40 and m["n_3d"] == 40

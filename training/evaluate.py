@@ -6,7 +6,9 @@
 ``--checkpoint`` takes a model file, a checkpoint folder (``RUN/checkpoints/step_N``, verified
 against its manifest) or a run folder (its final ``model.safetensors``, else its newest valid
 checkpoint). Without ``--config`` the config stored in the model file is used. Works under
-``torchrun`` too (each rank evaluates a shard; rank 0 prints and writes). The metrics are those
+``torchrun`` too (each rank evaluates a shard; rank 0 prints and writes). ``--images FILE.png``
+also writes the first ``--images-count`` samples with the predictions drawn on them (the task's
+``draw``: the same pictures as TensorBoard's) as one grid. The metrics are those
 of :class:`training.metrics.HandMetrics` (FreiHAND protocol: MPJPE over visible joints,
 root-relative and Procrustes-aligned errors, PCK AUCs, mesh errors and F-scores, 2D errors).
 """
@@ -20,6 +22,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import distributed as D
@@ -89,6 +92,32 @@ def evaluate_model(task, model, loader, info: D.DistInfo, amp_dtype=None, chunk:
     return out
 
 
+@torch.no_grad()
+def prediction_grid(task, model, loader, count: int, device, per_row: int = 8) -> "np.ndarray":
+    """The first ``count`` samples of ``loader`` with ``task.draw``'s predictions, tiled into one
+    RGB uint8 image (torchvision's ``make_grid``, 2-px white gaps)."""
+    from torchvision.utils import make_grid
+
+    from .train import to_device
+
+    was_training = model.training
+    model.eval()
+    tiles = []
+    try:
+        for batch in loader:
+            b = to_device(batch, device)
+            tiles.append(torch.from_numpy(np.asarray(task.draw(b, task.predict(model, b)))))
+            if sum(len(t) for t in tiles) >= count:
+                break
+    finally:
+        model.train(was_training)
+    if not tiles:
+        raise ValueError("no samples to draw")
+    x = torch.cat(tiles)[:count].permute(0, 3, 1, 2)
+    grid = make_grid(x, nrow=min(per_row, len(x)), padding=2, pad_value=255)
+    return np.ascontiguousarray(grid.permute(1, 2, 0).numpy())
+
+
 def resolve_model_file(spec) -> Path:
     """A model file from ``--checkpoint`` (model file, checkpoint folder or run folder)."""
     from . import checkpointing as ckpt
@@ -108,7 +137,8 @@ def resolve_model_file(spec) -> Path:
     raise ckpt.CheckpointError(f"--checkpoint {spec}: no model file, checkpoint folder or run folder there")
 
 
-def run(cfg: dict, model_file: Path, split: str | None, info: D.DistInfo, max_samples: int | None = None) -> dict:
+def run(cfg: dict, model_file: Path, split: str | None, info: D.DistInfo, max_samples: int | None = None,
+        images: str | None = None, images_count: int = 16) -> dict:
     from hand_pose_core.models.checkpoint import CheckpointError, load_model
 
     from .loader import eval_loader, make_dataset
@@ -131,6 +161,17 @@ def run(cfg: dict, model_file: Path, split: str | None, info: D.DistInfo, max_sa
     t0 = time.perf_counter()
     metrics = evaluate_model(task, model, loader, info, amp)
     metrics["seconds"] = round(time.perf_counter() - t0, 3)
+    if images and info.is_main:
+        import cv2
+
+        if getattr(task, "draw", None) is None:
+            raise ConfigError(f"--images: task {cfg['task']['name']!r} draws no pictures")
+
+        grid = prediction_grid(task, model, loader, images_count, info.device)
+        Path(images).parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(images), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"could not write {images} (the extension picks the format: .png or .jpg)")
+        print(f"[evaluate] wrote {images} ({min(images_count, metrics['n_samples'])} samples)")
     return {"dataset": data["name"], "split": split, "root": data.get("root"), "model_file": str(model_file),
             "model_name": meta["model_name"], "step": meta["extra"].get("step"), "metrics": metrics}
 
@@ -143,6 +184,9 @@ def parse_args(argv=None):
     ap.add_argument("--split", default=None, help="dataset split (default: data.val_split, else data.split)")
     ap.add_argument("--out", default=None, help="write the metrics JSON here")
     ap.add_argument("--max-samples", type=int, default=None, help="evaluate the first N samples only")
+    ap.add_argument("--images", default=None, metavar="FILE.png",
+                    help="also write the first samples with the predictions drawn, as one grid")
+    ap.add_argument("--images-count", type=int, default=16, help="samples in the --images grid")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.root=/data/FreiHAND")
     return ap.parse_args(argv)
 
@@ -165,7 +209,7 @@ def main(argv=None) -> int:
                 raise ConfigError(f"model file {model_file} stores no config: pass --config")
             cfg = from_dict(stored, args.overrides, name=Path(model_file).stem)
         info = D.init(cfg["device"])
-        report = run(cfg, model_file, args.split, info, args.max_samples)
+        report = run(cfg, model_file, args.split, info, args.max_samples, args.images, args.images_count)
     except (ConfigError, CheckpointError) + user_errors() as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
