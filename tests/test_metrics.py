@@ -116,6 +116,11 @@ def test_f_score_hand_computed():
     np.testing.assert_allclose(f_score(pred, gt, 0.005), [2 * 0.75 * 0.25 / 1.0])
     np.testing.assert_allclose(f_score(pred, gt, 0.0015), [2 * 0.5 * 0.25 / 0.75])  # strict <
     np.testing.assert_allclose(f_score(pred + 100, gt, 0.005), [0.0])
+    # several thresholds from one distance matrix: the same numbers as one call per threshold
+    from training.metrics import f_scores
+
+    many = f_scores(np.concatenate([pred, pred + 100]), np.concatenate([gt, gt]), (0.0015, 0.005))
+    np.testing.assert_allclose(many, [[2 * 0.5 * 0.25 / 0.75, 2 * 0.75 * 0.25 / 1.0], [0.0, 0.0]])
     np.testing.assert_allclose(f_score(gt, gt, 0.005), [1.0])
 
 

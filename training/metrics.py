@@ -42,7 +42,7 @@ import torch
 
 __all__ = [
     "joint_errors", "mpjpe", "rr_mpjpe", "procrustes_align", "pa_mpjpe", "pa_mpvpe",
-    "pck_auc", "f_score", "HandMetrics",
+    "pck_auc", "f_score", "f_scores", "HandMetrics",
 ]
 
 
@@ -139,21 +139,26 @@ def pa_mpvpe(pred_verts, gt_verts, *, reflection: bool = True):
     return pa_mpjpe(pred_verts, gt_verts, None, reflection=reflection)
 
 
-def _nn_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """For each point of a (B, N, 3), the distance to the nearest point of b (B, M, 3)."""
-    return torch.cdist(a, b).min(-1).values
+def f_scores(pred_verts, gt_verts, thresholds_m) -> torch.Tensor:
+    """F-scores at each of ``thresholds_m`` between two point clouds per sample (module
+    docstring), (B, T). One distance matrix per sample serves both directions and every
+    threshold (with 778-vertex meshes the (B, 778, 778) distances are the whole cost)."""
+    p, g = _t(pred_verts).cpu(), _t(gt_verts).cpu()
+    if p.ndim != 3 or g.ndim != 3 or p.shape[0] != g.shape[0] or p.shape[-1] != 3 or g.shape[-1] != 3:
+        raise ValueError(f"expected (B, N, 3) and (B, M, 3), got {tuple(p.shape)} and {tuple(g.shape)}")
+    d = torch.cdist(p, g)                       # (B, N, M)
+    p_to_g = d.min(-1).values[..., None]        # each predicted point to the nearest gt point
+    g_to_p = d.min(-2).values[..., None]        # each gt point to the nearest predicted point
+    t = torch.as_tensor(thresholds_m, dtype=p.dtype).reshape(1, 1, -1)
+    recall = (p_to_g < t).to(p.dtype).mean(1)     # (B, T) predicted points near the gt
+    precision = (g_to_p < t).to(p.dtype).mean(1)  # gt points near the prediction
+    denom = precision + recall
+    return torch.where(denom > 0, 2 * precision * recall / denom.clamp(min=1e-12), torch.zeros_like(denom))
 
 
 def f_score(pred_verts, gt_verts, threshold_m: float):
     """F-score at ``threshold_m`` between two point clouds per sample (module docstring), (B,)."""
-    p, g = _t(pred_verts).cpu(), _t(gt_verts).cpu()
-    if p.ndim != 3 or g.ndim != 3 or p.shape[0] != g.shape[0] or p.shape[-1] != 3 or g.shape[-1] != 3:
-        raise ValueError(f"expected (B, N, 3) and (B, M, 3), got {tuple(p.shape)} and {tuple(g.shape)}")
-    recall = (_nn_dist(p, g) < threshold_m).to(p.dtype).mean(-1)   # predicted points near the gt
-    precision = (_nn_dist(g, p) < threshold_m).to(p.dtype).mean(-1)  # gt points near the prediction
-    denom = precision + recall
-    f = torch.where(denom > 0, 2 * precision * recall / denom.clamp(min=1e-12), torch.zeros_like(denom))
-    return _like(f, pred_verts)
+    return _like(f_scores(pred_verts, gt_verts, [threshold_m])[:, 0], pred_verts)
 
 
 def pck_auc(errors, visible=None, lo: float = 0.0, hi: float = 0.05, steps: int = 100) -> dict:
@@ -241,9 +246,10 @@ class HandMetrics:
                 self._e["v_abs"].append(torch.linalg.norm(pv - gv, dim=-1))
                 al = procrustes_align(pv, gv, reflection=self.reflection)
                 self._e["v_pa"].append(torch.linalg.norm(al - gv, dim=-1))
-                for t, key in ((0.005, "f5"), (0.015, "f15")):
-                    self._e[key].append(_t(f_score(pv, gv, t)))
-                    self._e["pa_" + key].append(_t(f_score(al, gv, t)))
+                for prefix, points in (("", pv), ("pa_", al)):
+                    f = f_scores(points, gv, (0.005, 0.015))
+                    self._e[prefix + "f5"].append(f[:, 0])
+                    self._e[prefix + "f15"].append(f[:, 1])
         if pred_2d is not None and gt_2d is not None:
             p2, g2 = _check_pair(pred_2d, gt_2d, (2,))
             self._e["e2d"].append(torch.linalg.norm(p2 - g2, dim=-1))
