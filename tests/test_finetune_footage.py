@@ -4,7 +4,7 @@ regressor's 2D disagreement with the teacher on HELD-OUT frames.
 The first 40 frames of ``../shared/data/real/asl_hand.25fps.mp4`` are pseudo-labelled by the real
 tracker (``training.pseudo_label``); the footage split with 10-frame blocks keeps frames 30-39 as
 'val' (2 guard frames dropped from 'train'); a tiny regressor is written as a model file and
-fine-tuned from it (``task.init_from``) with the shipped ``mano_regressor_footage.yaml`` in this
+fine-tuned from it (the trainer's ``init``) with the shipped ``mano_regressor_footage.yaml`` in this
 process; ``training.evaluate`` measures the 2D error against the teacher before and after.
 
 Skipped when the shared data folder (``$HAND_POSE_SHARED_DIR`` or ``../shared``) is absent.
@@ -44,7 +44,7 @@ def footage(tmp_path_factory) -> Path:
 
 def overrides(footage: Path, out: Path, init: Path) -> list[str]:
     return [f"data.root={footage}", f"data.options={json.dumps({**SPLIT, 'uncalibrated_3d': 'keep'})}",
-            f"task.model={json.dumps(TINY)}", f"task.init_from={init}", "data.crop_size=64",
+            f"task.model={json.dumps(TINY)}", f"init={init}", "data.crop_size=64",
             "data.batch_size=8", "data.workers=0", "steps=40", "optim.lr=3e-3", "schedule.warmup_steps=0",
             "log.interval=20", "log.image_interval=0", "log.progress=false", "log.tensorboard=false",
             "ckpt.interval=0", "ckpt.keep=1", f"out={out}"]
@@ -98,7 +98,7 @@ def test_finetuning_on_pseudo_labels_lowers_2d_error_on_held_out_frames(footage,
     rc = train(["--config", str(CONFIG), *over])
     out = capsys.readouterr()
     assert rc == 0, out.out + out.err
-    # eval.at_start (on in the shipped config) evaluated the init_from weights: the same 'before'
+    # eval.at_start (on in the shipped config) evaluated the init weights: the same 'before'
     start = re.search(r"eval step 0 on val .*?epe2d_px (\S+)", out.out + out.err)
     assert start, out.out + out.err
     assert float(start.group(1).rstrip(",")) == pytest.approx(before["epe2d_px"], rel=1e-3)
@@ -110,19 +110,33 @@ def test_finetuning_on_pseudo_labels_lowers_2d_error_on_held_out_frames(footage,
     assert after["auc2d_0_30px"] > before["auc2d_0_30px"]
 
 
-def test_init_from_must_match_the_configured_model(tmp_path):
-    from hand_pose_core.models.checkpoint import CheckpointError
-    from training.tasks import build_task
-
-    init = tiny_model_file(tmp_path / "init.safetensors")
-    model = build_task("mano_regressor", {"model": TINY, "init_from": str(init)}).build_model()
+def test_init_must_match_the_configured_model(footage, tmp_path):
     import torch
 
-    from hand_pose_core.models.checkpoint import read_model_file
+    from hand_pose_core.models.checkpoint import CheckpointError, read_model_file, save_model
+    from training import distributed as D
+    from training.config import load_config
+    from training.train import Trainer
+
+    init = tiny_model_file(tmp_path / "init.safetensors")
+
+    def setup(*extra) -> Trainer:
+        cfg = load_config(CONFIG, [*overrides(footage, tmp_path / "run", init), *extra])
+        trainer = Trainer(cfg, D.init("cpu"))
+        try:
+            trainer.setup()
+        finally:
+            if hasattr(trainer, "log"):
+                trainer.log.close()
+        return trainer
 
     state, _ = read_model_file(init)
+    model = setup().model
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
-    with pytest.raises(CheckpointError, match="init.safetensors"):
-        build_task("mano_regressor", {"model": {**TINY, "hidden": 32}, "init_from": str(init)}).build_model()
-    with pytest.raises(CheckpointError, match="missing.safetensors"):
-        build_task("mano_regressor", {"model": TINY, "init_from": str(tmp_path / "missing.safetensors")}).build_model()
+    with pytest.raises(CheckpointError, match=r"init: model file .*init.safetensors does not fit"):
+        setup(f"task.model={json.dumps({**TINY, 'hidden': 32})}")
+    with pytest.raises(CheckpointError, match=r"init: model file .*missing.safetensors does not exist"):
+        setup(f"init={tmp_path / 'missing.safetensors'}")
+    other = save_model(tmp_path / "other.safetensors", torch.nn.Linear(2, 2), "not_a_regressor", {})
+    with pytest.raises(CheckpointError, match=r"other.safetensors holds a 'not_a_regressor' model, not 'mano_regressor'"):
+        setup(f"init={other}")

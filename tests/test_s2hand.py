@@ -99,6 +99,10 @@ def test_s2hand_task_trains_without_3d_labels_and_uses_the_mask():
         torch.testing.assert_close(vertices_2d(out2, batch["side"], 64), out["joints_2d"], atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="unknown loss_weights"):
         build_task("s2hand", {"loss_weights": {"photometric": 1.0}})
+    # the model file a run starts from is the trainer's init, never a task key (no silent fresh start)
+    for name in ("s2hand", "mano_regressor"):
+        with pytest.raises(ValueError, match="init_from is not a task key.*top-level init"):
+            build_task(name, {"model": TINY_MODEL, "init_from": "model.safetensors"})
 
 
 def _eval_2d_error(model_file, labels, crop_size):

@@ -386,7 +386,7 @@ def test_shipped_smoke_config_trains_on_rendered_synthetic_hands(tmp_path):
     assert "eval step 20 on val" in r.stdout and (tmp_path / "run" / "model.safetensors").is_file()
 
 
-def test_init_from_a_model_file_for_fine_tuning(tmp_path, capsys):
+def test_init_a_model_file_for_fine_tuning(tmp_path, capsys):
     rc, out, err = train_here(toy_config(tmp_path, "base", steps=10, log={"tensorboard": False}), capsys)
     assert rc == 0, out + err
     base = tmp_path / "base" / "model.safetensors"
@@ -398,3 +398,16 @@ def test_init_from_a_model_file_for_fine_tuning(tmp_path, capsys):
     assert all(torch.allclose(a[k], b[k], atol=1e-9) for k in a)
     rc, out, err = train_here(cfg, capsys, "task.model.width=4")
     assert rc == 2 and "does not fit the configured model" in err and str(base) in err, err
+    # the old task-level key still starts the run from the file (moved to init, with a warning) ...
+    old = toy_config(tmp_path, "ft_old", steps=1, optim={"name": "sgd", "lr": 1e-12, "momentum": 0.0},
+                     log={"tensorboard": False})
+    with pytest.warns(FutureWarning, match="task.init_from is deprecated, use init="):
+        rc, out, err = train_here(old, capsys, f"task.init_from={base}")
+    assert rc == 0 and f"init: weights from {base} (step 10 of its run)" in out, out + err
+    c = weights(tmp_path / "ft_old" / "model.safetensors")
+    assert all(torch.allclose(a[k], c[k], atol=1e-9) for k in a)
+    stored = yaml.safe_load((tmp_path / "ft_old" / "config.yaml").read_text())
+    assert stored["init"] == str(base) and "init_from" not in stored["task"]
+    # ... but not beside an init naming another file
+    rc, out, err = train_here(cfg, capsys, f"task.init_from={tmp_path / 'other.safetensors'}")
+    assert rc == 2 and str(base) in err and str(tmp_path / "other.safetensors") in err, err

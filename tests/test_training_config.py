@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -96,8 +97,48 @@ def test_shipped_configs_parse():
     configs = sorted((ROOT / "training" / "configs").glob("*.yaml"))
     assert configs, "no shipped configs"
     for path in configs:
-        cfg = load_config(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)  # none uses the deprecated task.init_from
+            cfg = load_config(path)
         assert cfg["task"]["name"] and cfg["data"]["name"]
+
+
+def test_task_init_from_is_moved_to_init_with_a_warning(tmp_path):
+    cfg_file = write(tmp_path, BASIC)
+    with pytest.warns(FutureWarning, match=r"task.init_from is deprecated, use init=") as rec:
+        cfg = load_config(cfg_file, ["task.init_from=/models/a.safetensors"])
+    assert len([w for w in rec if issubclass(w.category, FutureWarning)]) == 1  # once per config
+    assert cfg["init"] == "/models/a.safetensors"
+    assert "init_from" not in cfg["task"]  # the task never receives it (s2hand refuses unknown keys)
+    # in a file too (an old config), and the same file under both keys is accepted
+    old = write(tmp_path, BASIC.replace("model: {backbone: resnet18}", "init_from: /models/x/../a.safetensors")
+                + "init: /models/a.safetensors\n", "old.yaml")
+    with pytest.warns(FutureWarning, match="old.yaml"):
+        cfg = load_config(old)
+    assert cfg["init"] == "/models/a.safetensors" and "init_from" not in cfg["task"]
+    # an old placeholder 'init_from: null' is dropped quietly; the new key alone never warns
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        cfg = load_config(cfg_file, ["task.init_from=null", "init=/models/b.safetensors"])
+    assert cfg["init"] == "/models/b.safetensors" and "init_from" not in cfg["task"]
+    # a stored config (from_dict: training.evaluate without --config) is migrated the same way
+    from training.config import from_dict
+
+    stored = {"task": {"name": "mano_regressor", "init_from": "/models/a.safetensors"}, "data": {"name": "synthetic"}}
+    with pytest.warns(FutureWarning):
+        cfg = from_dict(stored)
+    assert cfg["init"] == "/models/a.safetensors" and cfg["task"] == {"name": "mano_regressor"}
+
+
+def test_init_and_task_init_from_naming_different_files_is_refused(tmp_path):
+    cfg_file = write(tmp_path, BASIC)
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg_file, ["init=/models/a.safetensors", "task.init_from=/models/b.safetensors"])
+    assert "/models/a.safetensors" in str(err.value) and "/models/b.safetensors" in str(err.value)
+    assert "c.yaml" in str(err.value)
+    with pytest.raises(ConfigError, match=r"init='/models/a.safetensors' and task.init_from='/models/b.safetensors'"):
+        load_config(write(tmp_path, BASIC + "init: /models/a.safetensors\n", "new.yaml"),
+                    ["task.init_from=/models/b.safetensors"])
 
 
 def test_overrides_on_a_dict_keep_types():

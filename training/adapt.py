@@ -78,7 +78,7 @@ def adapt(source, out, *, init=None, K=None, steps: int = 300, crop_size: int = 
         args = ["--config", str(CONFIG), f"data.root={labels}", f"steps={int(steps)}", f"out={run}",
                 f"data.crop_size={int(crop_size)}", f"log.progress={'true' if progress else 'false'}"]
         if init is not None:
-            args.append(f"task.init_from={Path(init).resolve()}")
+            args.append(f"init={Path(init).resolve()}")
         t0 = time.perf_counter()
         rc = train_main(args + list(overrides))
         times["train_s"] = time.perf_counter() - t0

@@ -14,11 +14,18 @@ Values are typed: an override's text is read as YAML (``true``, ``3``, ``[1, 2]`
 then checked against the declared type; ``1e-3`` is accepted for a float (plain YAML 1.1 reads it
 as a string). A file may start from another one with ``base: other.yaml`` (a path relative to the
 file); its keys are merged over the base's, dictionaries key by key.
+
+The model file a run starts from (fine-tuning) is the top-level ``init``. The older
+``task.init_from`` is still read, after the whole config (base chain and overrides) is merged:
+it is moved to ``init`` with a :class:`FutureWarning`; set together with an ``init`` naming
+another file it is a :class:`ConfigError` naming both.
 """
 from __future__ import annotations
 
 import copy
 import difflib
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -296,6 +303,33 @@ def apply_overrides(cfg: dict, overrides) -> dict:
     return cfg
 
 
+def migrate_init_from(cfg: dict, origin: str = "config") -> dict:
+    """Move the deprecated ``task.init_from`` to the top-level ``init`` (warning once per config);
+    the task never sees the key. Both naming different files is a :class:`ConfigError`."""
+    task = cfg.get("task")
+    if not isinstance(task, dict) or "init_from" not in task:
+        return cfg
+    cfg = {**cfg, "task": dict(task)}
+    old = _coerce("task.init_from", cfg["task"].pop("init_from"), Field(str, nullable=True), origin)
+    if not old:  # 'init_from: null' (an old config's placeholder): nothing to move
+        return cfg
+    new = cfg.get("init")
+    if new and not _same_file(new, old):
+        raise ConfigError(f"{origin}: init={new!r} and task.init_from={old!r} name different model files; "
+                          "task.init_from is deprecated: set only init=")
+    warnings.warn(f"{origin}: task.init_from is deprecated, use init= (the model file the run starts "
+                  f"from); task.init_from={old!r} is read as init={old!r}", FutureWarning, stacklevel=3)
+    cfg["init"] = new or old
+    return cfg
+
+
+def _same_file(a: str, b: str) -> bool:
+    def norm(p):
+        return os.path.realpath(os.path.expanduser(str(p)))
+
+    return norm(a) == norm(b)
+
+
 def validate(cfg: dict, origin: str = "config") -> dict:
     """Check what a single key cannot: required keys and cross-key constraints."""
 
@@ -344,6 +378,7 @@ def load_config(path, overrides=()) -> dict:
     path = Path(path)
     cfg = _load_file(path)
     cfg = apply_overrides(cfg, overrides)
+    cfg = migrate_init_from(cfg, f"config {path}")
     cfg = validate(cfg, f"config {path}")
     if cfg["out"] is None:
         cfg["out"] = str(Path("runs") / path.stem)
@@ -356,6 +391,7 @@ def from_dict(data: dict, overrides=(), name: str = "config") -> dict:
     data = {k: v for k, v in data.items() if not str(k).startswith("_")}
     cfg = _merge(defaults(), data, SCHEMA, name)
     cfg = apply_overrides(cfg, overrides)
+    cfg = migrate_init_from(cfg, name)
     cfg = validate(cfg, name)
     if cfg["out"] is None:
         cfg["out"] = str(Path("runs") / name)

@@ -181,11 +181,14 @@ class Trainer:
         self.step = 0
 
     def _init_from(self, model, path) -> None:
-        """Start from the weights of a model file (fine-tuning); same network and config required."""
+        """Start from the weights of a model file (fine-tuning); same network and config required.
+        ``init`` is the one key for it (the old ``task.init_from`` is moved here by the config)."""
         from hand_pose_core.models.checkpoint import load_weights_into
 
         from .evaluate import resolve_model_file
 
+        if not Path(path).exists():
+            raise ckpt.CheckpointError(f"init: model file {path} does not exist")
         path = resolve_model_file(path)
         meta = load_weights_into(model, path, self.model_name, what="init")
         self.log(f"init: weights from {path} (step {meta['extra'].get('step')} of its run)")

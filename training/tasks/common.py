@@ -14,6 +14,15 @@ _COLOURS = ((230, 60, 60), (240, 180, 40), (60, 200, 80), (50, 140, 240), (180, 
 FALLBACK_DEPTH_M = 0.5  # where a degenerate (collapsed) prediction is put
 
 
+def refuse_init_from(task: str, cfg: dict) -> None:
+    """A task config holding ``init_from`` (the old task key for the model file a run starts
+    from) is refused instead of silently training from fresh weights: the key is the trainer's
+    top-level ``init`` (:mod:`training.config` moves ``task.init_from`` there when it loads a config)."""
+    if "init_from" in cfg:
+        raise ValueError(f"{task}: init_from is not a task key; the model file a run starts from is the "
+                         f"top-level init (init={cfg['init_from']})")
+
+
 def unwrap(model):
     """The bare module behind DistributedDataParallel / torch.compile wrappers."""
     while True:

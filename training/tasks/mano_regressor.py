@@ -6,8 +6,9 @@ Config (the ``task`` section)::
     model: {backbone: resnet18, pretrained: true, use_pca: true, ncomps: 12}  # constructor cfg
     loss_weights: {joints_2d: 1.0, joints_3d: 100.0, verts: 100.0, pose_reg: 0.001, shape_reg: 0.001,
                    mano_pose: 0.0, global_orient: 0.0}
-    init_from: null   # a mano_regressor model file to start from (fine-tuning, e.g. on footage);
-                      # its weights must match ``model`` (strict; a mismatch names the file)
+
+Fine-tuning (e.g. on footage) starts from a model file with the trainer's top-level ``init``
+(not a task key): its weights must match ``model`` (strict; a mismatch names the file).
 
 Losses (:mod:`training.losses`): 2D joints in normalised crop units (``S / 2`` px), weighted by
 visibility x label confidence; root-relative 3D joints (metres^2) where ``has_3d``; root-relative
@@ -24,7 +25,7 @@ from hand_pose_core.kinematics.rotations import axis_angle_to_matrix
 from hand_pose_core.models import create
 from training import losses as L
 from training.tasks import register_task
-from training.tasks.common import draw_predictions, place_batch, unwrap, weighted_total
+from training.tasks.common import draw_predictions, place_batch, refuse_init_from, unwrap, weighted_total
 
 DEFAULT_WEIGHTS = {"joints_2d": 1.0, "joints_3d": 100.0, "verts": 100.0, "pose_reg": 1e-3,
                    "shape_reg": 1e-3, "mano_pose": 0.0, "global_orient": 0.0}
@@ -66,8 +67,8 @@ class ManoRegressorTask:
 
     def __init__(self, cfg: dict | None = None):
         cfg = dict(cfg or {})
+        refuse_init_from("mano_regressor", cfg)
         self.model_cfg = dict(cfg.get("model") or {})
-        self.init_from = cfg.get("init_from")
         unknown = set(cfg.get("loss_weights") or {}) - set(DEFAULT_WEIGHTS)
         if unknown:
             raise ValueError(f"mano_regressor: unknown loss_weights {sorted(unknown)}; "
@@ -75,12 +76,7 @@ class ManoRegressorTask:
         self.weights = {**DEFAULT_WEIGHTS, **(cfg.get("loss_weights") or {})}
 
     def build_model(self):
-        model = create(self.model_name, **self.model_cfg)
-        if self.init_from:
-            from training.tasks.s2hand import load_init_weights  # the one loader of mano_regressor files
-
-            load_init_weights(model, self.init_from)
-        return model
+        return create(self.model_name, **self.model_cfg)
 
     def loss(self, model, batch: dict):
         out = model(batch["image"], batch["side"])

@@ -9,11 +9,12 @@ Config (the ``task`` section; all optional):
 
     name: s2hand
     model: {...}                      # ManoRegressor constructor arguments
-    init_from: null                   # a model file (mano_regressor) to start from: stage 2 of
-                                      # the stage-wise schedule, or `hand-pose adapt`
     loss_weights: {joints_2d: 1.0, bone_prior: 0.1, angle_prior: 1.0, pose_reg: 0.001,
                    shape_reg: 0.001, consistency: 0.1, silhouette: 0.5, joints_3d: 0.0}
     silhouette: {size_px: 64, sigma_px: 0.25}
+
+A run that starts from a model file (``mano_regressor``: stage 2 of the stage-wise schedule, or
+``hand-pose adapt``) names it with the trainer's top-level ``init``, not a task key.
 
 Losses (:mod:`training.losses`):
 
@@ -30,7 +31,7 @@ Losses (:mod:`training.losses`):
 * ``joints_3d``: optional 3D supervision where a sample has trusted 3D (off by default).
 
 Schedules: ``training/configs/s2hand_stage1_*.yaml`` (2D + priors, no silhouette) then
-``s2hand_stage2_*.yaml`` (``init_from`` stage 1, all terms), or ``s2hand_end2end_*.yaml`` (all
+``s2hand_stage2_*.yaml`` (``init`` stage 1, all terms), or ``s2hand_end2end_*.yaml`` (all
 terms from the start).
 """
 from __future__ import annotations
@@ -40,23 +41,16 @@ import torch.nn.functional as F
 
 from hand_pose_core.kinematics.forward_kinematics import bone_lengths
 from hand_pose_core.models import create
-from hand_pose_core.models.checkpoint import load_weights_into
 from training import losses as L
 from training.silhouette import soft_silhouette_2d
 from training.tasks import register_task
-from training.tasks.common import draw_predictions, unwrap, weighted_total
+from training.tasks.common import draw_predictions, refuse_init_from, unwrap, weighted_total
 from training.tasks.mano_regressor import predict_mano_regressor
 
 MODEL_NAME = "mano_regressor"
 DEFAULT_WEIGHTS = {"joints_2d": 1.0, "bone_prior": 0.1, "angle_prior": 1.0, "pose_reg": 1e-3,
                    "shape_reg": 1e-3, "consistency": 0.1, "silhouette": 0.5, "joints_3d": 0.0}
 REF_BONE = 8  # wrist -> middle MCP
-
-
-def load_init_weights(model: torch.nn.Module, path) -> None:
-    """Load a ``mano_regressor`` model file's weights into ``model`` (strict), naming the file
-    on any mismatch (the one loader: :func:`hand_pose_core.models.checkpoint.load_weights_into`)."""
-    load_weights_into(model, path, MODEL_NAME, what="init_from")
 
 
 def vertices_2d(out: dict, side: torch.Tensor | None, size_px: int) -> torch.Tensor:
@@ -77,8 +71,8 @@ class S2HandTask:
 
     def __init__(self, cfg: dict | None = None):
         cfg = dict(cfg or {})
+        refuse_init_from("s2hand", cfg)
         self.model_cfg = dict(cfg.pop("model", None) or {})
-        self.init_from = cfg.pop("init_from", None)
         weights = dict(cfg.pop("loss_weights", None) or {})
         unknown = set(weights) - set(DEFAULT_WEIGHTS)
         if unknown:
@@ -95,10 +89,7 @@ class S2HandTask:
         self._ref_ratios = None
 
     def build_model(self):
-        model = create(MODEL_NAME, **self.model_cfg)
-        if self.init_from:
-            load_init_weights(model, self.init_from)
-        return model
+        return create(MODEL_NAME, **self.model_cfg)
 
     def _ratios(self, net, device) -> torch.Tensor:
         if self._ref_ratios is None:
@@ -143,4 +134,4 @@ class S2HandTask:
         return draw_predictions(batch, pred)
 
 
-__all__ = ["S2HandTask", "vertices_2d", "load_init_weights"]
+__all__ = ["S2HandTask", "vertices_2d"]
