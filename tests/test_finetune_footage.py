@@ -79,8 +79,11 @@ def test_held_out_frames_are_separate(footage):
               for split in ("train", "val")}
     assert frames["val"] and set(frames["val"]) <= set(range(30, 40))
     assert frames["train"] and max(frames["train"]) <= 27  # 28, 29: guard frames next to 'val'
-    # the default split (blocks of 250 frames) has no held-out frame in a clip this short
-    assert len(build_dataset("footage", footage, "val")) == 0
+    # the default split (block_frames='auto': 4-frame blocks for 40 frames) still holds the
+    # 10th block out; with 250-frame blocks a clip this short had no held-out frame
+    default_val = build_dataset("footage", footage, "val")
+    assert default_val and {int(default_val[i]["id"].split("/")[2]) for i in range(len(default_val))} <= set(range(36, 40))
+    assert len(build_dataset("footage", footage, "val", block_frames=250)) == 0
 
 
 @pytest.mark.heavy  # ~15 s of CPU time; minutes of wall time on a loaded 2-core machine
