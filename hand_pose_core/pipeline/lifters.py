@@ -30,7 +30,6 @@ Interface (the diffusion lift and later models plug in here):
 """
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -38,12 +37,13 @@ import numpy as np
 import torch
 
 from ..models.checkpoint import CheckpointError, load_model
+from ..models.registry import MODELS
+from ..registry import Registry
 
 BUILTIN_MODEL = "mediapipe"
 DEFAULT_CROP_SIZE_PX = 224
-_LIFTERS: dict[str, type] = {}
-# modules that may register lifters when imported (besides this one and the model families)
-_LIFTER_MODULES = ("hand_pose_core.models.diffusion_pose",)
+# modules that may register lifters when imported (besides this one): the model families
+_LIFTERS = Registry("lifter", MODELS.modules)
 
 
 @dataclass
@@ -66,34 +66,18 @@ class Lifter(ABC):
 
 def register_lifter(model_name: str):
     """Class decorator: the lifter for model files whose ``model_name`` is ``model_name``."""
+    register = _LIFTERS.register(model_name)
 
     def deco(cls):
-        if model_name in _LIFTERS and _LIFTERS[model_name] is not cls:
-            raise ValueError(f"a lifter for {model_name!r} is registered twice")
-        _LIFTERS[model_name] = cls
+        register(cls)
         cls.model_name = model_name
         return cls
 
     return deco
 
 
-def _find_lifter(model_name: str):
-    if model_name not in _LIFTERS:
-        from ..models import registry
-
-        registry._load_all()
-        for mod in _LIFTER_MODULES:
-            try:
-                importlib.import_module(mod)
-            except ModuleNotFoundError as err:
-                if err.name != mod:
-                    raise
-    return _LIFTERS.get(model_name)
-
-
 def known_lifters() -> list[str]:
-    _find_lifter("")
-    return sorted(_LIFTERS)
+    return _LIFTERS.names()
 
 
 def load_lifter(checkpoint, device: str = "cpu", expected_model: str | None = None) -> Lifter:
@@ -115,7 +99,7 @@ def load_lifter(checkpoint, device: str = "cpu", expected_model: str | None = No
     name = meta["model_name"]
     if expected_model is not None and name != expected_model:
         raise CheckpointError(f"model file {checkpoint} holds a {name!r} model, not {expected_model!r}")
-    cls = _find_lifter(name)
+    cls = _LIFTERS.get(name)
     if cls is None:
         raise CheckpointError(f"model file {checkpoint} holds a {name!r} model, which cannot run in "
                               f"the estimator; models that can: {', '.join(known_lifters())}")

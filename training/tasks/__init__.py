@@ -13,33 +13,22 @@ Batches are described in :mod:`training.datasets.collate`.
 """
 from __future__ import annotations
 
-import importlib
+from hand_pose_core.registry import Registry
 
-_REGISTRY: dict = {}
-_MODULES = (
+# modules whose import registers tasks (imported on the first lookup of an unregistered name)
+TASKS = Registry("training task", (
     "training.tasks.zimmermann_brox",
     "training.tasks.mano_regressor",
     "training.tasks.diffusion",
     "training.tasks.s2hand",
-)
+))
 
 
 def register_task(name: str):
-    def deco(cls):
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
+    """Class decorator: the task built by ``build_task(name, cfg)`` (unique)."""
+    return TASKS.register(name)
 
 
 def build_task(name: str, cfg: dict):
-    if name not in _REGISTRY:
-        for mod in _MODULES:
-            try:
-                importlib.import_module(mod)
-            except ModuleNotFoundError as err:
-                if err.name != mod:
-                    raise
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown training task {name!r}; known: {', '.join(sorted(_REGISTRY)) or 'none'}")
-    return _REGISTRY[name](cfg)
+    """Build the task registered as ``name`` from its config section ``cfg``."""
+    return TASKS.lookup(name)(cfg)
