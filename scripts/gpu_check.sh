@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One command for a GPU machine: the GPU tests (every GPU backend against the CPU reference:
 # 2D within 0.5 px, 3D within 1 mm; the H100-class speed targets), then
-# `hand-pose bench --device cuda`; both write their results into docs/benchmarks.md.
+# `hand-pose bench --device cuda`; both write their results into docs/benchmarks.md. Then the
+# training steps/s of every network on the GPU (scripts/bench_training_networks.py) into
+# docs/training.md.
 # Uses $PY, else .venv/bin/python, else python3. Exit code: the GPU tests' (2: no CUDA GPU).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,6 +37,18 @@ rc=${PIPESTATUS[0]}
 } >> "$DOC"
 "$PY" -m hand_pose_core.cli bench --device cuda --batch 1,8,32,256 --output "$DOC" --title "GPU check, $GPU" \
   || echo "gpu_check: hand-pose bench --device cuda failed" >&2
+TDOC="${HAND_POSE_TRAINING_DOC:-$ROOT/docs/training.md}"
+{
+  echo
+  echo "### GPU training speed $(date -u '+%Y-%m-%d %H:%M UTC'): $GPU"
+  echo
+  echo "Command: \`python scripts/bench_training_networks.py --device cuda --steps 10\` (from scripts/gpu_check.sh)."
+  echo
+  echo '```'
+  "$PY" scripts/bench_training_networks.py --device cuda --steps 10 2>&1 \
+    || echo "gpu_check: bench_training_networks --device cuda failed"
+  echo '```'
+} >> "$TDOC"
 rm -f "$REPORT" "$LOG"
-echo "gpu_check: results appended to $DOC"
+echo "gpu_check: results appended to $DOC and $TDOC"
 exit "$rc"
