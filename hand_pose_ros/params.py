@@ -29,7 +29,7 @@ class Param:
 
 PARAMS: tuple[Param, ...] = (
     # --- estimator (changing one of the runtime ones rebuilds the estimator between frames)
-    Param("backend", "auto", "inference backend (auto: the fastest measured for the device, LiteRT palm + onnxruntime landmarks on a CPU, torch on CUDA; litert; onnxruntime; torch; tensorrt for NVIDIA GPUs)", read_only=True),
+    Param("backend", "auto", "inference backend (auto: the fastest measured for the device, LiteRT (MediaPipe's .tflite) on a CPU, torch on CUDA; litert; onnxruntime; torch; tensorrt for NVIDIA GPUs)", read_only=True),
     Param("device", "cpu", "inference device: cpu, cuda or auto", read_only=True),
     Param("precision", "fp32", "numeric precision of the networks (fp32, fp16)", read_only=True),
     Param("variant", "full", "MediaPipe model variant (full, lite)", read_only=True),

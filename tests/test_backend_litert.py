@@ -44,7 +44,7 @@ def test_auto_backend_choice():
     except ImportError:
         expected = "onnxruntime"
     assert resolve_auto_backend("cpu", "palm") == expected
-    assert resolve_auto_backend("cpu", "landmark") == "onnxruntime"
+    assert resolve_auto_backend("cpu", "landmark") == expected
     import torch
 
     if not torch.cuda.is_available():

@@ -26,14 +26,15 @@ def litert_available() -> bool:
 
 def resolve_auto_backend(device: str, model: str = "palm") -> str:
     """'auto' -> the backend measured fastest for ``model`` on ``device`` (docs/benchmarks.md):
-    on the CPU 'litert' for the palm detector (when ai-edge-litert is installed) and
-    'onnxruntime' for the landmark network (faster end to end in the interleaved pipeline runs
-    on the 2-core VM); 'torch' for CUDA devices."""
+    on the CPU 'litert' (MediaPipe's own .tflite in XNNPACK, when ai-edge-litert is installed)
+    for both networks, else 'onnxruntime'; 'torch' for CUDA devices.
+
+    On an idle 2-core VM (2026-12-07, two interleaved pipeline runs) LiteRT's landmark stage
+    took 13.2-14.2 ms per single image against onnxruntime's 15.3-17.5 ms; under heavy load
+    (2026-11-25) onnxruntime's had been ~8 % faster, which is why 'auto' used it until then."""
     device = check_device(device)
     if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
         return "torch"
-    if model == "landmark":
-        return "onnxruntime"
     return "litert" if litert_available() else "onnxruntime"
 
 
