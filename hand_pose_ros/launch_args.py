@@ -12,7 +12,7 @@ import os
 import shutil
 from typing import Callable, Mapping
 
-__all__ = ["LaunchArgumentError", "BOOL_ARGS", "BACKENDS", "DEVICES", "parse_bool",
+__all__ = ["LaunchArgumentError", "BOOL_ARGS", "BACKENDS", "DEVICES", "NODE_PARAMETER_ARGS", "parse_bool",
            "rviz_installed", "validate_launch_arguments"]
 
 # Launch's IfCondition accepts exactly these (case-insensitive).
@@ -22,6 +22,10 @@ BOOL_ARGS = ("replay", "rviz", "shm_profile", "use_depth")
 # the launch process does not load torch).
 BACKENDS = ("torch", "onnxruntime", "tensorrt", "litert", "auto")
 DEVICES = ("cpu", "cuda", "auto")
+# Launch arguments passed to hand_pose_node as the parameters of the same name when not empty
+# (empty: the params file's value stays).
+NODE_PARAMETER_ARGS = ("model", "checkpoint", "cameras")
+BUILTIN_MODEL = "mediapipe"  # hand_pose_core.pipeline.lifters.BUILTIN_MODEL (not imported: no torch here)
 
 
 class LaunchArgumentError(ValueError):
@@ -56,7 +60,8 @@ def validate_launch_arguments(
 ) -> dict:
     """Check the launch arguments (strings, as launch holds them) and return typed values:
     ``replay``, ``rviz``, ``shm_profile``, ``use_depth`` (bool), ``replay_rate`` (float Hz), ``backend``,
-    ``device``, ``params_file``, ``replay_source`` (str).
+    ``device``, ``params_file``, ``replay_source`` (str), and ``node_parameters``: the non-empty
+    ones of ``model``, ``checkpoint``, ``cameras`` (``hand_pose_node`` parameters).
 
     Raises:
         LaunchArgumentError: naming every bad argument and its value.
@@ -90,6 +95,19 @@ def validate_launch_arguments(
     if out.get("replay") and source not in ("", "builtin") and not os.path.exists(source):
         errors.append(f"replay_source:={source!r} does not exist")
     out["replay_source"] = source
+    node_params = {name: str(args.get(name, "")).strip() for name in NODE_PARAMETER_ARGS}
+    checkpoint, model = node_params["checkpoint"], node_params["model"]
+    if checkpoint and not os.path.isfile(checkpoint):
+        errors.append(f"checkpoint:={checkpoint!r} does not exist (a model file written by training)")
+    if model and model != BUILTIN_MODEL and not checkpoint:
+        errors.append(f"model:={model!r} needs checkpoint:=FILE (the model file written by training)")
+    if node_params["cameras"]:
+        from .params import PARAMS_BY_NAME, check_value  # stdlib only: no rclpy, no torch
+
+        reason = check_value(PARAMS_BY_NAME["cameras"], node_params["cameras"])
+        if reason:
+            errors.append(f"cameras:={node_params['cameras']!r}: {reason}")
+    out["node_parameters"] = {k: v for k, v in node_params.items() if v}
     if out.get("rviz") and not rviz_available():
         errors.append("rviz:=true but RViz 2 (package rviz2) is not installed: install it "
                       "(e.g. apt install ros-jazzy-rviz2) or leave rviz:=false")

@@ -6,6 +6,8 @@
         camera_info:=/camera/color/camera_info depth:=/camera/aligned_depth_to_color/image_raw
     ros2 launch hand_pose_ros hand.launch.py replay:=true              # built-in sample photo
     ros2 launch hand_pose_ros hand.launch.py replay:=true replay_source:=/path/video.mp4 rviz:=true
+    ros2 launch hand_pose_ros hand.launch.py model:=mano_regressor checkpoint:=runs/x/model.safetensors
+    ros2 launch hand_pose_ros hand.launch.py cameras:=head,wrist   # head/image, wrist/image, ...
 
 Where ``ros2 launch`` is not available (ROS 2 from PyPI wheels), ``hand_pose_demo`` starts the
 same processes; see docs/ros.md.
@@ -22,7 +24,7 @@ from hand_pose_ros.launch_args import validate_launch_arguments
 
 PACKAGE = "hand_pose_ros"
 ARGUMENTS = ("image", "camera_info", "depth", "use_depth", "params_file", "backend", "device", "replay", "replay_source",
-             "replay_rate", "rviz", "shm_profile")
+             "replay_rate", "rviz", "shm_profile", "model", "checkpoint", "cameras")
 
 
 def _processes(context, share):
@@ -47,7 +49,8 @@ def _processes(context, share):
         name="hand_pose_node",
         output="screen",
         parameters=[cfg["params_file"], {"backend": cfg["backend"], "device": cfg["device"],
-                                          "use_depth": cfg["use_depth"]}],
+                                          "use_depth": cfg["use_depth"]},
+                    cfg["node_parameters"]],  # model / checkpoint / cameras where given
         remappings=remappings,
     ))
     if cfg["replay"]:
@@ -84,5 +87,13 @@ def generate_launch_description():
         DeclareLaunchArgument("rviz", default_value="false", description="also start RViz with the hand displays (true | false)"),
         DeclareLaunchArgument("shm_profile", default_value="true",
                               description="load the large-image Fast DDS shared-memory profile (single host only)"),
+        DeclareLaunchArgument("model", default_value="",
+                              description="3D source: mediapipe, or a trained model (mano_regressor, zimmermann_brox, "
+                                          "diffusion_pose) with checkpoint; empty: the params file's"),
+        DeclareLaunchArgument("checkpoint", default_value="",
+                              description="model file of the trained model (written by training)"),
+        DeclareLaunchArgument("cameras", default_value="",
+                              description="comma-separated camera namespaces served by one node (e.g. head,wrist: "
+                                          "head/image, head/camera_info, ...); empty: the params file's"),
     ]
     return LaunchDescription(args + [OpaqueFunction(function=_processes, args=[share])])

@@ -56,3 +56,28 @@ def test_choices_match_the_backends():
     from hand_pose_core.backends import DEVICES as CORE_DEVICES
 
     assert tuple(BACKENDS) == tuple(CORE_BACKENDS) and tuple(DEVICES) == tuple(CORE_DEVICES)
+
+
+def test_model_checkpoint_and_cameras_become_node_parameters_when_given(tmp_path):
+    from hand_pose_ros.params import PARAMS_BY_NAME
+
+    assert _check()["node_parameters"] == {}  # empty: the params file's values stay
+    model_file = tmp_path / "m.safetensors"
+    model_file.write_bytes(b"x")  # existence only: the node checks the file itself
+    cfg = _check(model="mano_regressor", checkpoint=str(model_file), cameras="head, wrist")
+    assert cfg["node_parameters"] == {"model": "mano_regressor", "checkpoint": str(model_file),
+                                      "cameras": "head, wrist"}
+    assert set(cfg["node_parameters"]) <= set(PARAMS_BY_NAME)
+    assert _check(model="mediapipe")["node_parameters"] == {"model": "mediapipe"}
+
+
+@pytest.mark.parametrize("changes,needle", [
+    ({"checkpoint": "/nonexistent/m.safetensors"}, "checkpoint:='/nonexistent/m.safetensors' does not exist"),
+    ({"model": "mano_regressor"}, "model:='mano_regressor' needs checkpoint:=FILE"),
+    ({"cameras": "head,2wrist"}, "cameras:='head,2wrist'"),
+    ({"cameras": "a,a"}, "duplicates"),
+])
+def test_bad_model_checkpoint_and_cameras_are_named(changes, needle):
+    with pytest.raises(LaunchArgumentError) as exc:
+        _check(**changes)
+    assert needle in str(exc.value) and "No process was started" in str(exc.value)

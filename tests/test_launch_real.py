@@ -127,6 +127,8 @@ def _rviz_installed(ws) -> bool:
     (["replay:=yes"], "replay:='yes'"),
     (["replay:=true", "replay_rate:=fast"], "replay_rate:='fast'"),
     (["rviz:=true"], "rviz:=true but RViz 2 (package rviz2) is not installed"),
+    (["model:=mano_regressor"], "model:='mano_regressor' needs checkpoint:=FILE"),
+    (["cameras:=head,2wrist"], "cameras:='head,2wrist'"),
 ])
 def test_bad_argument_stops_the_launch_before_any_process(ws, launch_paths, tmp_path, args, needle):
     if args == ["rviz:=true"] and _rviz_installed(ws):
