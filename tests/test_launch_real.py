@@ -154,7 +154,8 @@ def test_launch_with_remapped_topics_and_replay_then_repeated_ctrl_c(ws, launch_
     cleanly: exit code 0, no traceback, no 'terminate called', every process finished cleanly."""
     log_path = tmp_path / "launch.log"
     args = ["replay:=true", "replay_rate:=10.0", "image:=/launch_test/image",
-            "camera_info:=/launch_test/camera_info", "backend:=onnxruntime", "device:=cpu"]
+            "camera_info:=/launch_test/camera_info", "backend:=onnxruntime", "device:=cpu",
+            "model:=mediapipe"]  # reaches the node as a parameter (the launch's third parameters entry)
     best_effort = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
     with listener("launch_test") as lst:
         images = lst.collect(Image, "/launch_test/image", best_effort)
