@@ -56,6 +56,10 @@ def test_choices_match_the_backends():
     from hand_pose_core.backends import DEVICES as CORE_DEVICES
 
     assert tuple(BACKENDS) == tuple(CORE_BACKENDS) and tuple(DEVICES) == tuple(CORE_DEVICES)
+    from hand_pose_core.pipeline.lifters import BUILTIN_MODEL as CORE_BUILTIN_MODEL
+    from hand_pose_ros.launch_args import BUILTIN_MODEL
+
+    assert BUILTIN_MODEL == CORE_BUILTIN_MODEL  # copied, so that launch does not import torch
 
 
 def test_model_checkpoint_and_cameras_become_node_parameters_when_given(tmp_path):

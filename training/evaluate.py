@@ -166,7 +166,6 @@ def run(cfg: dict, model_file: Path, split: str | None, info: D.DistInfo, max_sa
 
         if getattr(task, "draw", None) is None:
             raise ConfigError(f"--images: task {cfg['task']['name']!r} draws no pictures")
-
         grid = prediction_grid(task, model, loader, images_count, info.device)
         Path(images).parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(images), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):

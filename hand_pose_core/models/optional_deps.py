@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import importlib
 
-_PIP_NAMES = {"torchvision": "torchvision", "diffusers": "diffusers"}
-
 
 class MissingDependencyError(ImportError):
     """A network needs a Python package that is not installed (the message names both)."""
@@ -26,10 +24,9 @@ def require(module: str, needed_for: str):
         top = module.split(".")[0]
         if err.name is not None and err.name.split(".")[0] != top:
             raise  # the package is there but one of its own imports failed: show that error
-        pip = _PIP_NAMES.get(top, top)
         raise MissingDependencyError(
-            f"{needed_for} needs the Python package '{pip}', which is not installed: "
-            f"pip install '{pip}' (or install hand_pose_ros with its 'train' extra: "
+            f"{needed_for} needs the Python package '{top}', which is not installed: "
+            f"pip install '{top}' (or install hand_pose_ros with its 'train' extra: "
             f"pip install -e '.[train]')") from err
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from hand_pose_core.kinematics.rotations import axis_angle_to_matrix
+from hand_pose_core.mano.synthetic import MIRROR_POSE_SIGNS
 from hand_pose_core.models import create
 from training import losses as L
 from training.tasks import register_task
@@ -29,7 +30,6 @@ from training.tasks.common import draw_predictions, place_batch, refuse_init_fro
 
 DEFAULT_WEIGHTS = {"joints_2d": 1.0, "joints_3d": 100.0, "verts": 100.0, "pose_reg": 1e-3,
                    "shape_reg": 1e-3, "mano_pose": 0.0, "global_orient": 0.0}
-_MIRROR_AA = (1.0, -1.0, -1.0)  # axis-angle (x, y, z) -> (x, -y, -z): the other side's MANO model
 
 
 def label_rotmats(mano_pose: torch.Tensor, side: torch.Tensor, hands_mean: torch.Tensor) -> torch.Tensor:
@@ -44,7 +44,7 @@ def label_rotmats(mano_pose: torch.Tensor, side: torch.Tensor, hands_mean: torch
     B = mano_pose.shape[0]
     aa = mano_pose.reshape(B, 16, 3)
     left = (side.reshape(-1) == 0).to(aa.device)[:, None, None]
-    aa = torch.where(left, aa * aa.new_tensor(_MIRROR_AA), aa)
+    aa = torch.where(left, aa * aa.new_tensor(MIRROR_POSE_SIGNS), aa)  # the other side's MANO model
     aa = torch.cat([aa[:, :1], aa[:, 1:] + hands_mean.to(aa).reshape(1, 15, 3)], 1)
     return axis_angle_to_matrix(aa)
 
